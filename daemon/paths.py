@@ -1,0 +1,38 @@
+"""Where a steer installation keeps its state, and how clients find the daemon.
+
+Light on purpose: the `nudge` command imports this and must start fast, so no
+pydantic here. `daemon.settings.Settings` reads the same variables for the daemon.
+
+- STEER_HOME (default ~/.steer): state directory; holds `daemon.json` (where the
+  API listens), `token` (0600), `redis.url` (the embedded Redis) and `redis/`.
+- STEER_REDIS_URL: an external Redis; unset means the embedded one.
+- STEER_KEY_PREFIX (default "steer"): the Redis key prefix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DAEMON_FILE = "daemon.json"
+TOKEN_FILE = "token"
+REDIS_URL_FILE = "redis.url"
+
+
+def steer_home() -> Path:
+    return Path(os.environ.get("STEER_HOME") or Path.home() / ".steer").expanduser()
+
+
+def key_prefix() -> str:
+    return os.environ.get("STEER_KEY_PREFIX") or "steer"
+
+
+def configured_redis_url() -> str | None:
+    """The Redis URL a client should use: STEER_REDIS_URL, else the embedded one's."""
+    url = os.environ.get("STEER_REDIS_URL")
+    if url:
+        return url
+    try:
+        return (steer_home() / REDIS_URL_FILE).read_text().strip() or None
+    except OSError:
+        return None

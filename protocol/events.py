@@ -1,0 +1,143 @@
+"""Events: what happened in a session, in order. Persisted in the session's event
+stream (the audit trail and the replay source) and sent to clients inside a `Frame`.
+
+A discriminated union on `type`; every event names the agent it concerns.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from protocol.nudges import DeliveryPath, Nudge, NudgeMode
+from protocol.sessions import AgentStatus, SessionSpec, Usage
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agent: str
+
+
+class CacheReport(BaseModel):
+    """How much of a request's prompt came from the prompt cache."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt_tokens: int
+    cache_read_input_tokens: int
+    #: Prompt tokens of this agent's previous request (None on its first request).
+    prior_prompt_tokens: int | None = None
+    #: cache_read / prior_prompt_tokens: 1.0 when the whole previous prompt was reused.
+    prior_cached_share: float | None = None
+    #: `diagnostics.cache_miss_reason.type` when the API reported a divergence.
+    cache_miss_reason: str | None = None
+
+
+class SessionCreated(_Event):
+    type: Literal["session.created"] = "session.created"
+    spec: SessionSpec
+
+
+class AgentStarted(_Event):
+    type: Literal["agent.started"] = "agent.started"
+    parent: str | None = None
+    task: str
+    model: str
+
+
+class AgentStatusChanged(_Event):
+    type: Literal["agent.status"] = "agent.status"
+    status: AgentStatus
+    reason: str | None = None
+
+
+class ModelRequestSent(_Event):
+    type: Literal["model.request"] = "model.request"
+    request_no: int
+    messages: int
+    #: Nudges that ride in this request for the first time.
+    nudges: list[str] = Field(default_factory=list)
+
+
+class ModelReplied(_Event):
+    type: Literal["model.reply"] = "model.reply"
+    request_no: int
+    message_id: str
+    stop_reason: str | None
+    text: str
+    usage: Usage
+    cost_usd: float
+    cache: CacheReport
+
+
+class ToolCalled(_Event):
+    type: Literal["tool.call"] = "tool.call"
+    call_id: str
+    name: str
+    input: dict[str, JsonValue]
+
+
+class ToolFinished(_Event):
+    type: Literal["tool.result"] = "tool.result"
+    call_id: str
+    name: str
+    is_error: bool
+    #: The result as the model saw it, cut to a preview.
+    output: str
+
+
+class NudgeReceived(_Event):
+    type: Literal["nudge.received"] = "nudge.received"
+    nudge: Nudge
+
+
+class NudgeApplied(_Event):
+    """The nudge was appended to the agent's conversation."""
+
+    type: Literal["nudge.applied"] = "nudge.applied"
+    nudge_id: str
+    mode: NudgeMode
+    path: DeliveryPath
+    #: The request that carries it to the model.
+    request_no: int
+
+
+class NudgeDelivered(_Event):
+    """The request carrying the nudge was answered; the cache report is that request's."""
+
+    type: Literal["nudge.delivered"] = "nudge.delivered"
+    nudge_id: str
+    path: DeliveryPath
+    request_no: int
+    cache: CacheReport
+
+
+class NudgeRejected(_Event):
+    type: Literal["nudge.rejected"] = "nudge.rejected"
+    nudge_id: str
+    reason: str
+
+
+class AgentFailed(_Event):
+    type: Literal["agent.error"] = "agent.error"
+    message: str
+    retryable: bool = True
+
+
+Event = Annotated[
+    SessionCreated
+    | AgentStarted
+    | AgentStatusChanged
+    | ModelRequestSent
+    | ModelReplied
+    | ToolCalled
+    | ToolFinished
+    | NudgeReceived
+    | NudgeApplied
+    | NudgeDelivered
+    | NudgeRejected
+    | AgentFailed,
+    Field(discriminator="type"),
+]

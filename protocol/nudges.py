@@ -1,0 +1,72 @@
+"""Nudges: durable human corrections addressed to a session or one of its agents.
+
+A nudge travels as a flat Redis stream entry (all fields strings) so that the `nudge`
+command can write it without importing pydantic; `Nudge.to_fields`/`from_fields`
+are the two ends of that encoding.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: steer: next boundary; redirect: interrupt now, then deliver; queue: when the turn ends.
+NudgeMode = Literal["steer", "redirect", "queue"]
+#: How a nudge reached the model: a mid-conversation system message, or (for models
+#: without them) an operator note appended to the next user turn.
+DeliveryPath = Literal["system_message", "user_note"]
+
+MAX_NUDGE_BYTES = 16 * 1024
+MAX_AUTHOR_CHARS = 64
+NUDGE_MODES: tuple[NudgeMode, ...] = ("steer", "redirect", "queue")
+
+
+class Nudge(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    nudge_id: str = Field(min_length=1, max_length=64)
+    session: str = Field(min_length=1, max_length=64)
+    #: Agent id inside the session; None addresses the root agent.
+    agent: str | None = None
+    mode: NudgeMode = "steer"
+    text: str
+    author: str = Field(default="operator", min_length=1, max_length=MAX_AUTHOR_CHARS)
+    #: Unix time (seconds) at which the sender wrote it.
+    sent_at: float
+
+    @field_validator("text")
+    @classmethod
+    def _text_fits(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("nudge text is empty")
+        if len(text.encode()) > MAX_NUDGE_BYTES:
+            raise ValueError(f"nudge text is over {MAX_NUDGE_BYTES} bytes")
+        return text
+
+    @property
+    def target(self) -> str:
+        return f"{self.session}/{self.agent}" if self.agent else self.session
+
+    def to_fields(self) -> dict[str, str]:
+        return {
+            "nudge_id": self.nudge_id,
+            "session": self.session,
+            "agent": self.agent or "",
+            "mode": self.mode,
+            "text": self.text,
+            "author": self.author,
+            "sent_at": repr(self.sent_at),
+        }
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, str]) -> Nudge:
+        return cls(
+            nudge_id=fields.get("nudge_id", ""),
+            session=fields.get("session", ""),
+            agent=fields.get("agent") or None,
+            mode=fields.get("mode", "steer"),
+            text=fields.get("text", ""),
+            author=fields.get("author") or "operator",
+            sent_at=float(fields.get("sent_at") or 0.0),
+        )

@@ -1,0 +1,101 @@
+"""Sessions and agents as clients see them: what to start, and what is running."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+AgentStatus = Literal["running", "waiting", "idle", "paused", "done", "failed"]
+
+MAX_TASK_BYTES = 64 * 1024
+
+
+class Usage(BaseModel):
+    """Token counts of one request, or totals over many."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Every input token of the request, cached or not."""
+        return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            cache_creation_input_tokens=self.cache_creation_input_tokens
+            + other.cache_creation_input_tokens,
+            cache_read_input_tokens=self.cache_read_input_tokens + other.cache_read_input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+        )
+
+
+class StartSession(BaseModel):
+    """The body of `POST /v1/sessions`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = Field(min_length=1, max_length=MAX_TASK_BYTES)
+    workdir: str = Field(min_length=1, max_length=4096)
+    model: str | None = Field(default=None, max_length=128)
+    name: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$"
+    )
+
+
+class SessionSpec(BaseModel):
+    """A session as created: fixed for its whole life."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    name: str
+    task: str
+    workdir: str
+    model: str
+    created_at: float
+
+
+class AgentSummary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    session: str
+    agent: str
+    parent: str | None = None
+    status: AgentStatus
+    model: str
+    requests: int = 0
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float = 0.0
+    #: Share of the last request's prompt that was read from cache.
+    last_cached_share: float | None = None
+    error: str | None = None
+
+
+class SessionSummary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    spec: SessionSpec
+    status: AgentStatus
+    agents: list[AgentSummary]
+
+    @property
+    def requests(self) -> int:
+        return sum(a.requests for a in self.agents)
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(a.cost_usd for a in self.agents)
+
+    @property
+    def usage(self) -> Usage:
+        total = Usage()
+        for agent in self.agents:
+            total = total + agent.usage
+        return total

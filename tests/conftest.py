@@ -1,0 +1,6 @@
+"""Fixtures live in tests/fixtures/, one module per real part they start."""
+
+pytest_plugins = [
+    "tests.fixtures.redis",
+    "tests.fixtures.simulator",
+]
