@@ -20,6 +20,11 @@ class Keys:
         return f"{self.prefix}:nudges"
 
     @property
+    def rejected(self) -> str:
+        """Stream of Frames reporting nudges for sessions that do not exist."""
+        return f"{self.prefix}:rejected"
+
+    @property
     def sessions(self) -> str:
         """Hash: session id -> session name."""
         return f"{self.prefix}:sessions"

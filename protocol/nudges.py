@@ -7,9 +7,9 @@ are the two ends of that encoding.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 #: steer: next boundary; redirect: interrupt now, then deliver; queue: when the turn ends.
 NudgeMode = Literal["steer", "redirect", "queue"]
@@ -22,6 +22,17 @@ MAX_AUTHOR_CHARS = 64
 NUDGE_MODES: tuple[NudgeMode, ...] = ("steer", "redirect", "queue")
 
 
+def _check_text(text: str) -> str:
+    if not text.strip():
+        raise ValueError("nudge text is empty")
+    if len(text.encode()) > MAX_NUDGE_BYTES:
+        raise ValueError(f"nudge text is over {MAX_NUDGE_BYTES} bytes")
+    return text
+
+
+NudgeText = Annotated[str, AfterValidator(_check_text)]
+
+
 class Nudge(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -30,19 +41,10 @@ class Nudge(BaseModel):
     #: Agent id inside the session; None addresses the root agent.
     agent: str | None = None
     mode: NudgeMode = "steer"
-    text: str
+    text: NudgeText
     author: str = Field(default="operator", min_length=1, max_length=MAX_AUTHOR_CHARS)
     #: Unix time (seconds) at which the sender wrote it.
     sent_at: float
-
-    @field_validator("text")
-    @classmethod
-    def _text_fits(cls, text: str) -> str:
-        if not text.strip():
-            raise ValueError("nudge text is empty")
-        if len(text.encode()) > MAX_NUDGE_BYTES:
-            raise ValueError(f"nudge text is over {MAX_NUDGE_BYTES} bytes")
-        return text
 
     @property
     def target(self) -> str:
@@ -70,3 +72,17 @@ class Nudge(BaseModel):
             author=fields.get("author") or "operator",
             sent_at=float(fields.get("sent_at") or 0.0),
         )
+
+
+class SendNudge(BaseModel):
+    """The body of `POST /v1/sessions/{session}/nudges`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: NudgeText
+    mode: NudgeMode = "steer"
+    agent: str | None = Field(default=None, min_length=1, max_length=64)
+    author: str = Field(default="operator", min_length=1, max_length=MAX_AUTHOR_CHARS)
+    #: Optional client-chosen id, so a retried request cannot apply twice.
+    nudge_id: str | None = Field(default=None, min_length=1, max_length=64)
+

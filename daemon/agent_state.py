@@ -1,0 +1,124 @@
+"""What the session core holds and hands back: an agent's fixed configuration, its
+persisted state, the results fed into the core, and the steps it answers with.
+
+`AgentConfig` and `AgentState` are the daemon's storage format (JSON in Redis);
+together with the message list they are everything needed to rebuild an agent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from protocol.events import Event
+from protocol.nudges import DeliveryPath, Nudge
+from protocol.sessions import AgentStatus, Usage
+
+#: One Messages API message as sent on the wire.
+Message = dict[str, JsonValue]
+
+ROOT = "root"
+
+
+class AgentConfig(BaseModel):
+    """Everything that shapes an agent's requests besides its messages.
+
+    Fixed when the agent is created and never changed: the prompt cache is keyed on
+    tools -> system -> messages, so changing any of these would throw the cache away.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    session: str
+    agent: str = ROOT
+    parent: str | None = None
+    task: str
+    workdir: str
+    model: str
+    system: str
+    tools: list[dict[str, JsonValue]]
+    max_tokens: int = 32_000
+    betas: list[str] = Field(default_factory=list)
+    #: Whether the model accepts mid-conversation `role: "system"` messages.
+    system_messages: bool = True
+
+
+class InFlightNudge(BaseModel):
+    """A nudge appended to the conversation whose carrying request is not answered yet."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    nudge_id: str
+    path: DeliveryPath
+    request_no: int
+
+
+class AgentState(BaseModel):
+    """The agent's mutable state, persisted with every change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: AgentStatus = "running"
+    requests: int = 0
+    #: `id` of the last response: the next request's `diagnostics.previous_message_id`.
+    last_message_id: str | None = None
+    last_prompt_tokens: int | None = None
+    last_cached_share: float | None = None
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float = 0.0
+    #: Ids of every nudge ever recorded for this agent: a redelivered one is a no-op.
+    seen_nudges: list[str] = Field(default_factory=list)
+    #: Waiting for the next boundary (steer, redirect) or for the end of the turn (queue).
+    pending: list[Nudge] = Field(default_factory=list)
+    in_flight: list[InFlightNudge] = Field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    name: str
+    input: dict[str, JsonValue]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    call: ToolCall
+    content: str
+    is_error: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ModelReply:
+    """A complete model response, as the model adapter hands it to the core."""
+
+    message_id: str
+    #: The assistant content blocks, ready to be re-sent verbatim.
+    content: list[dict[str, JsonValue]]
+    stop_reason: str | None
+    usage: Usage
+    cache_write_1h_tokens: int = 0
+    cache_miss_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallModel:
+    request_no: int
+    request: dict[str, JsonValue]
+
+
+@dataclass(frozen=True, slots=True)
+class RunTools:
+    calls: tuple[ToolCall, ...]
+
+
+Action = CallModel | RunTools
+
+
+@dataclass(slots=True)
+class Step:
+    """The core's answer to one input: what happened, and what to do next (if anything)."""
+
+    events: list[Event] = field(default_factory=list)
+    action: Action | None = None

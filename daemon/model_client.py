@@ -1,0 +1,93 @@
+"""The model seam: a small protocol the agent runner depends on, and its
+implementation on the official `anthropic` SDK (AsyncAnthropic, streaming).
+
+Retries are the SDK's (`max_retries`); what still fails becomes a `ModelCallError`
+the core turns into a visible, resumable `failed` state. Cancelling `complete`
+closes the HTTP stream (the SDK does that when its context manager exits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import anthropic
+from pydantic import JsonValue
+
+from daemon.agent_state import ModelReply
+from protocol.sessions import Usage
+
+TextSink = Callable[[str], None]
+
+
+class ModelCallError(Exception):
+    """A model request that failed after the SDK's own retries."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class ModelClient(Protocol):
+    async def complete(
+        self, request: dict[str, JsonValue], on_text: TextSink | None = None
+    ) -> ModelReply: ...
+
+
+class AnthropicModelClient:
+    def __init__(self, client: anthropic.AsyncAnthropic) -> None:
+        self._client = client
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def complete(
+        self, request: dict[str, JsonValue], on_text: TextSink | None = None
+    ) -> ModelReply:
+        kwargs: dict[str, Any] = dict(request)
+        betas = kwargs.pop("betas", None)
+        try:
+            manager = (
+                self._client.beta.messages.stream(**kwargs, betas=betas)
+                if betas
+                else self._client.messages.stream(**kwargs)
+            )
+            async with manager as stream:
+                async for event in stream:
+                    if on_text is not None and event.type == "text":
+                        on_text(event.text)
+                final = await stream.get_final_message()
+        except anthropic.APIStatusError as exc:
+            retryable = exc.status_code in (200, 408, 409, 429) or exc.status_code >= 500
+            raise ModelCallError(_describe(exc), retryable=retryable) from exc
+        except anthropic.APIConnectionError as exc:
+            raise ModelCallError(f"cannot reach the model API: {exc}", retryable=True) from exc
+        return _reply_of(final)
+
+
+def _describe(exc: anthropic.APIStatusError) -> str:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error") if isinstance(body.get("error"), dict) else body
+    kind = error.get("type", "error") if isinstance(error, dict) else "error"
+    message = error.get("message", exc.message) if isinstance(error, dict) else exc.message
+    return f"model API error {exc.status_code} {kind}: {message}"
+
+
+def _reply_of(message: Any) -> ModelReply:
+    usage = message.usage
+    creation = getattr(usage, "cache_creation", None)
+    diagnostics = getattr(message, "diagnostics", None)
+    reason = getattr(diagnostics, "cache_miss_reason", None) if diagnostics else None
+    return ModelReply(
+        message_id=message.id,
+        content=[block.to_dict(mode="json") for block in message.content],
+        stop_reason=message.stop_reason,
+        usage=Usage(
+            input_tokens=usage.input_tokens,
+            cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
+            cache_read_input_tokens=usage.cache_read_input_tokens or 0,
+            output_tokens=usage.output_tokens,
+        ),
+        cache_write_1h_tokens=(creation.ephemeral_1h_input_tokens or 0) if creation else 0,
+        cache_miss_reason=getattr(reason, "type", None),
+    )

@@ -1,0 +1,134 @@
+"""Human-readable text for the CLI: session tables, event lines, conversations.
+
+Pure functions over protocol models and message dicts; no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+
+from pydantic import JsonValue
+
+from protocol.envelope import Frame
+from protocol.events import (
+    AgentFailed,
+    AgentStarted,
+    AgentStatusChanged,
+    ModelReplied,
+    ModelRequestSent,
+    NudgeApplied,
+    NudgeDelivered,
+    NudgeReceived,
+    NudgeRejected,
+    SessionCreated,
+    ToolCalled,
+    ToolFinished,
+)
+from protocol.sessions import SessionSummary
+
+PREVIEW = 100
+
+
+def percent(share: float | None) -> str:
+    return "-" if share is None else f"{share * 100:.1f}%"
+
+
+def session_table(sessions: Sequence[SessionSummary]) -> str:
+    header = ("ID", "NAME", "STATE", "MODEL", "REQS", "TOKENS", "COST", "CACHE")
+    rows = [header]
+    for s in sessions:
+        root = next((a for a in s.agents if a.agent == "root"), None)
+        usage = s.usage
+        rows.append(
+            (
+                s.spec.id,
+                s.spec.name,
+                s.status,
+                s.spec.model,
+                str(s.requests),
+                f"{usage.prompt_tokens + usage.output_tokens:,}",
+                f"${s.cost_usd:.4f}",
+                percent(root.last_cached_share if root else None),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
+def frame_line(frame: Frame) -> str:
+    clock = time.strftime("%H:%M:%S", time.localtime(frame.ts))
+    event = frame.event
+    who = event.agent or "-"
+    return f"{clock} #{frame.seq:<4} {who:<8} {event.type:<15} {_details(frame)}".rstrip()
+
+
+def _details(frame: Frame) -> str:
+    match frame.event:
+        case SessionCreated(spec=spec):
+            return f"{spec.name} model={spec.model} workdir={spec.workdir} task={_cut(spec.task)}"
+        case AgentStarted(task=task, model=model):
+            return f"model={model} task={_cut(task)}"
+        case AgentStatusChanged(status=status, reason=reason):
+            return status + (f" ({reason})" if reason else "")
+        case ModelRequestSent(request_no=n, messages=m, nudges=nudges):
+            return f"request {n}, {m} messages" + (
+                f", nudges {', '.join(nudges)}" if nudges else ""
+            )
+        case ModelReplied(request_no=n, stop_reason=stop, usage=u, cache=c, text=text):
+            return (
+                f"request {n} {stop}: {u.prompt_tokens:,} in ({percent(c.prior_cached_share)} "
+                f"of prior prompt cached), {u.output_tokens:,} out  {_cut(text)}"
+            )
+        case ToolCalled(name=name, input=tool_input):
+            return f"{name} {_cut(json.dumps(tool_input))}"
+        case ToolFinished(name=name, is_error=is_error, output=output):
+            return f"{name} {'ERROR ' if is_error else ''}{_cut(output)}"
+        case NudgeReceived(nudge=n):
+            return f"{n.nudge_id} {n.mode} from {n.author}: {_cut(n.text)}"
+        case NudgeApplied(nudge_id=nid, path=path, request_no=n):
+            return f"{nid} into request {n} via {path}"
+        case NudgeDelivered(nudge_id=nid, request_no=n, cache=c):
+            return f"{nid} in request {n}; {percent(c.prior_cached_share)} of prior prompt cached"
+        case NudgeRejected(nudge_id=nid, reason=reason):
+            return f"{nid}: {reason}"
+        case AgentFailed(message=message):
+            return message
+    return ""
+
+
+def conversation(messages: Sequence[dict[str, JsonValue]]) -> str:
+    out = []
+    for i, message in enumerate(messages):
+        role = str(message.get("role"))
+        for text in _block_texts(message.get("content")):
+            nudge = role == "system" or text.startswith("[Operator note")
+            label = f"{role} · NUDGE" if nudge else role
+            out.append(f"[{i:>3}] {label:<16} {text}")
+    return "\n".join(out)
+
+
+def _block_texts(content: JsonValue) -> list[str]:
+    if isinstance(content, str):
+        return [content]
+    texts = []
+    for block in content if isinstance(content, list) else []:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "text":
+            texts.append(str(block.get("text")))
+        elif kind == "tool_use":
+            texts.append(f"→ {block.get('name')} {_cut(json.dumps(block.get('input')))}")
+        elif kind == "tool_result":
+            flag = "ERROR " if block.get("is_error") else ""
+            texts.append(f"← {flag}{_cut(str(block.get('content')))}")
+    return texts
+
+
+def _cut(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= PREVIEW else flat[: PREVIEW - 1] + "…"

@@ -1,0 +1,103 @@
+"""`steer daemon`: wire settings, Redis, the model, the supervisor and the API
+together, run until a signal, and shut down cleanly.
+
+With no STEER_REDIS_URL it uses the embedded redis-server (started if needed, kept
+running after the daemon exits so nudges sent meanwhile are kept). With no
+ANTHROPIC_API_KEY it embeds the bundled simulator.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import anthropic
+import uvicorn
+from redis.asyncio import Redis
+
+from daemon.api import LoopbackGuard, create_api
+from daemon.keys import Keys
+from daemon.model_client import AnthropicModelClient
+from daemon.paths import DAEMON_FILE, TOKEN_FILE
+from daemon.redis_server import ensure_embedded
+from daemon.settings import Settings
+from daemon.simulator import SimulatorConfig, SimulatorServer
+from daemon.store import Store
+from daemon.supervisor import Supervisor
+
+log = logging.getLogger("steer.daemon")
+
+SIMULATOR_KEY = "steer-simulator"
+
+
+async def serve(settings: Settings) -> None:
+    home = settings.home
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    redis_url = settings.redis_url or ensure_embedded(home)
+    async with AsyncExitStack() as stack:
+        redis = Redis.from_url(redis_url, decode_responses=True)
+        stack.push_async_callback(redis.aclose)
+        await redis.ping()
+        store = Store(redis, Keys(settings.key_prefix))
+
+        client, simulator_url = await _model_client(settings, stack)
+        supervisor = Supervisor(store, AnthropicModelClient(client), default_model=settings.model)
+        await supervisor.start()
+        stack.push_async_callback(supervisor.stop)
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((settings.host, settings.port))
+        port = sock.getsockname()[1]
+        token = secrets.token_urlsafe(24)
+        app = LoopbackGuard(create_api(supervisor, store), token=token, port=port)
+        server = uvicorn.Server(
+            uvicorn.Config(app, log_level="warning", lifespan="off", ws_max_size=1 << 20)
+        )
+        _write_private(home / TOKEN_FILE, token)
+        info = {"url": f"http://127.0.0.1:{port}", "pid": os.getpid(), "simulator": simulator_url}
+        _write_private(home / DAEMON_FILE, json.dumps(info))
+        stack.callback((home / DAEMON_FILE).unlink, missing_ok=True)
+        log.info(
+            "daemon.listening url=%s model=%s simulator=%s",
+            info["url"],
+            settings.model,
+            simulator_url or "no",
+        )
+        await server.serve(sockets=[sock])
+    log.info("daemon.stopped")
+
+
+async def _model_client(
+    settings: Settings, stack: AsyncExitStack
+) -> tuple[anthropic.AsyncAnthropic, str | None]:
+    if settings.anthropic_api_key is not None:
+        client = anthropic.AsyncAnthropic(
+            api_key=settings.anthropic_api_key.get_secret_value(),
+            base_url=settings.anthropic_base_url,
+            max_retries=settings.max_retries,
+        )
+        stack.push_async_callback(client.close)
+        return client, None
+    simulator = SimulatorServer(
+        SimulatorConfig(token_rate=settings.sim_token_rate, api_key=SIMULATOR_KEY)
+    )
+    await simulator.start()
+    stack.push_async_callback(simulator.stop)
+    client = anthropic.AsyncAnthropic(
+        api_key=SIMULATOR_KEY, base_url=simulator.base_url, max_retries=settings.max_retries
+    )
+    stack.push_async_callback(client.close)
+    return client, simulator.base_url
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)

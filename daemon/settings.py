@@ -1,0 +1,39 @@
+"""The daemon's settings: one object, built once at start and passed down.
+
+Nothing else in the daemon reads the environment (the `nudge` command, which must
+start fast, reads the same STEER_* variables through `daemon.paths`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from daemon.catalog import DEFAULT_MODEL
+from daemon.paths import steer_home
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STEER_", extra="ignore")
+
+    #: State directory: daemon.json, the 0600 token, the embedded Redis.
+    home: Path = Field(default_factory=steer_home)
+    #: An external Redis; None starts (or reuses) the embedded redis-server.
+    redis_url: str | None = None
+    key_prefix: str = "steer"
+    #: Loopback by default: whoever can reach the API can steer agents that run commands.
+    host: str = "127.0.0.1"
+    #: 0 picks a free port; clients find it in STEER_HOME/daemon.json.
+    port: int = 0
+    model: str = DEFAULT_MODEL
+    #: Tokens per second the embedded simulator streams at (0: as fast as it can).
+    sim_token_rate: float = 40.0
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("ANTHROPIC_API_KEY")
+    )
+    anthropic_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL")
+    )
+    max_retries: int = 2

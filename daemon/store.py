@@ -1,0 +1,222 @@
+"""The Redis store: steer's durable state behind domain verbs.
+
+Callers get protocol and daemon models, never raw Redis replies. Each agent step is
+one MULTI: the new messages, the agent state, the step's events and the XACK of the
+nudge it recorded, so a crash either keeps all of it or none (and the nudge is then
+redelivered; its recorded id makes the second application a no-op).
+
+Event sequence numbers are per session and assigned here, under a per-session lock,
+so frames enter the event stream in order with ids `<seq>-0`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import JsonValue
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from daemon.agent_state import AgentConfig, AgentState, Message
+from daemon.keys import NUDGE_GROUP, Keys
+from protocol.envelope import Frame
+from protocol.events import Event, NudgeRejected
+from protocol.sessions import SessionSpec
+
+REJECTED_MAXLEN = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAgent:
+    config: AgentConfig
+    state: AgentState
+    messages: list[Message]
+
+
+@dataclass(frozen=True, slots=True)
+class NudgeEntry:
+    entry_id: str
+    fields: dict[str, str]
+
+
+class Store:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        if not redis.get_connection_kwargs().get("decode_responses"):  # type: ignore[no-untyped-call]
+            raise ValueError("the store needs a Redis client with decode_responses=True")
+        # redis-py types replies as unions over decode modes; with decode_responses=True
+        # they are str, which is what this module relies on.
+        self.redis: Any = redis
+        self.keys = keys
+        self._seq: dict[str, int] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # -- sessions ---------------------------------------------------------------
+
+    async def create_session(self, spec: SessionSpec, root: AgentConfig) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.keys.spec(spec.id), spec.model_dump_json())
+            pipe.hset(self.keys.agents(spec.id), root.agent, root.model_dump_json())
+            pipe.hset(self.keys.sessions, spec.id, spec.name)
+            await pipe.execute()
+
+    async def add_agent(self, config: AgentConfig) -> None:
+        await self.redis.hset(
+            self.keys.agents(config.session), config.agent, config.model_dump_json()
+        )
+
+    async def session_names(self) -> dict[str, str]:
+        """Every session id with its name."""
+        names: dict[str, str] = await self.redis.hgetall(self.keys.sessions)
+        return names
+
+    async def load_spec(self, sid: str) -> SessionSpec | None:
+        raw = await self.redis.get(self.keys.spec(sid))
+        return SessionSpec.model_validate_json(raw) if raw else None
+
+    async def load_agents(self, sid: str) -> list[StoredAgent]:
+        configs: dict[str, str] = await self.redis.hgetall(self.keys.agents(sid))
+        agents = []
+        for aid, raw_config in configs.items():
+            raw_state = await self.redis.get(self.keys.state(sid, aid))
+            raw_messages: list[str] = await self.redis.lrange(self.keys.messages(sid, aid), 0, -1)
+            agents.append(
+                StoredAgent(
+                    config=AgentConfig.model_validate_json(raw_config),
+                    state=AgentState.model_validate_json(raw_state) if raw_state else AgentState(),
+                    messages=[json.loads(m) for m in raw_messages],
+                )
+            )
+        return agents
+
+    # -- agent steps ------------------------------------------------------------
+
+    async def commit(
+        self,
+        config: AgentConfig,
+        *,
+        messages: Sequence[Message],
+        state: AgentState,
+        events: Sequence[Event],
+        acks: Sequence[str] = (),
+    ) -> list[Frame]:
+        """Persist one step atomically; returns the events as numbered frames."""
+        sid, aid = config.session, config.agent
+        async with self._lock(sid):
+            frames = await self._frames(sid, events)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                if messages:
+                    pipe.rpush(self.keys.messages(sid, aid), *(_dumps(m) for m in messages))
+                pipe.set(self.keys.state(sid, aid), state.model_dump_json())
+                self._queue_frames(pipe, sid, frames)
+                if acks:
+                    pipe.xack(self.keys.nudges, NUDGE_GROUP, *acks)
+                await pipe.execute()
+            self._seq[sid] = frames[-1].seq if frames else self._seq[sid]
+        return frames
+
+    async def append_events(
+        self, sid: str, events: Sequence[Event], acks: Sequence[str] = ()
+    ) -> list[Frame]:
+        """Record events that change no agent (and ack the nudges they concern)."""
+        async with self._lock(sid):
+            frames = await self._frames(sid, events)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                self._queue_frames(pipe, sid, frames)
+                if acks:
+                    pipe.xack(self.keys.nudges, NUDGE_GROUP, *acks)
+                await pipe.execute()
+            if frames:
+                self._seq[sid] = frames[-1].seq
+        return frames
+
+    async def reject_unknown(self, nudge_id: str, session: str, reason: str, ack: str) -> None:
+        """Report a nudge for a session that does not exist, and ack it."""
+        frame = Frame(
+            session=session,
+            seq=0,
+            ts=time.time(),
+            event=NudgeRejected(agent="", nudge_id=nudge_id, reason=reason),
+        )
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(
+                self.keys.rejected,
+                {"frame": frame.model_dump_json()},
+                maxlen=REJECTED_MAXLEN,
+                approximate=True,
+            )
+            pipe.xack(self.keys.nudges, NUDGE_GROUP, ack)
+            await pipe.execute()
+
+    # -- events -----------------------------------------------------------------
+
+    async def read_events(
+        self, sid: str, *, since: int = 0, block_ms: int | None = None, count: int = 1000
+    ) -> list[Frame]:
+        """Frames with seq > since; with block_ms, wait up to that long for the next ones."""
+        key = self.keys.events(sid)
+        if block_ms is None:
+            entries = await self.redis.xrange(key, min=f"({since}-0", count=count)
+        else:
+            reply = await self.redis.xread({key: f"{since}-0"}, count=count, block=block_ms)
+            entries = reply[0][1] if reply else []
+        return [Frame.model_validate_json(fields["frame"]) for _, fields in entries]
+
+    async def last_seq(self, sid: str) -> int:
+        entries = await self.redis.xrevrange(self.keys.events(sid), count=1)
+        return int(entries[0][0].split("-")[0]) if entries else 0
+
+    # -- nudges -----------------------------------------------------------------
+
+    async def ensure_nudge_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.keys.nudges, NUDGE_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read_nudges(
+        self, consumer: str, *, pending: bool, block_ms: int, count: int = 100
+    ) -> list[NudgeEntry]:
+        """Read this consumer's unacknowledged entries (pending=True), or new ones."""
+        reply = await self.redis.xreadgroup(
+            NUDGE_GROUP,
+            consumer,
+            {self.keys.nudges: "0" if pending else ">"},
+            count=count,
+            block=None if pending else block_ms,
+        )
+        entries = reply[0][1] if reply else []
+        return [NudgeEntry(entry_id, fields) for entry_id, fields in entries]
+
+    async def send_nudge(self, fields: dict[str, str]) -> str:
+        entry_id: str = await self.redis.xadd(self.keys.nudges, fields)
+        return entry_id
+
+    # -- internals --------------------------------------------------------------
+
+    def _lock(self, sid: str) -> asyncio.Lock:
+        return self._locks.setdefault(sid, asyncio.Lock())
+
+    async def _frames(self, sid: str, events: Sequence[Event]) -> list[Frame]:
+        if sid not in self._seq:
+            self._seq[sid] = await self.last_seq(sid)
+        now = time.time()
+        first = self._seq[sid] + 1
+        return [
+            Frame(session=sid, seq=first + i, ts=now, event=event) for i, event in enumerate(events)
+        ]
+
+    def _queue_frames(self, pipe: Any, sid: str, frames: Sequence[Frame]) -> None:
+        key = self.keys.events(sid)
+        for frame in frames:
+            pipe.xadd(key, {"frame": frame.model_dump_json()}, id=f"{frame.seq}-0")
+
+
+def _dumps(message: Message | JsonValue) -> str:
+    # Compact and key-order-preserving: what is stored is what is re-sent.
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
