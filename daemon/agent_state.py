@@ -73,6 +73,8 @@ class AgentState(BaseModel):
     pending: list[Nudge] = Field(default_factory=list)
     in_flight: list[InFlightNudge] = Field(default_factory=list)
     error: str | None = None
+    #: Bumped by the runner for every commit, so a retried commit can tell if it landed.
+    commits: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from redis.exceptions import RedisError
+
 from daemon.agent_core import AgentCore
 from daemon.agent_state import CallModel, ModelReply, RunTools, Step, ToolResult
 from daemon.model_client import ModelCallError, ModelClient
@@ -23,6 +25,9 @@ from protocol.envelope import Frame
 from protocol.nudges import Nudge
 
 log = logging.getLogger("steer.runner")
+
+COMMIT_RETRY_MIN_S = 0.05
+COMMIT_RETRY_MAX_S = 2.0
 
 FrameSink = Callable[[list[Frame]], None]
 
@@ -107,13 +112,7 @@ class AgentRunner:
 
     async def _apply(self, step: Step, *, acks: list[str]) -> None:
         """Persist the step, then start its action: the store always runs ahead of the API."""
-        frames = await self._store.commit(
-            self.core.config,
-            messages=self.core.unpersisted(),
-            state=self.core.state,
-            events=step.events,
-            acks=acks,
-        )
+        frames = await self._commit(step, acks)
         self.core.mark_persisted()
         if frames and self._on_frames is not None:
             self._on_frames(frames)
@@ -123,6 +122,29 @@ class AgentRunner:
             case RunTools():
                 self._action = asyncio.create_task(self._run_tools(step.action))
             case None:
+                pass
+
+    async def _commit(self, step: Step, acks: list[str]) -> list[Frame]:
+        """Persist the step, waiting out a Redis outage: until then it exists only here."""
+        self.core.state.commits += 1
+        delay = COMMIT_RETRY_MIN_S
+        while True:
+            try:
+                return await self._store.commit(
+                    self.core.config,
+                    messages=self.core.unpersisted(),
+                    state=self.core.state,
+                    events=step.events,
+                    acks=acks,
+                )
+            except (RedisError, OSError) as exc:
+                self._log.warning("agent.commit_failed error=%s retry_in=%.2fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, COMMIT_RETRY_MAX_S)
+            try:
+                if await self._store.step_landed(self.core.config, self.core.state.commits):
+                    return []
+            except (RedisError, OSError):
                 pass
 
     async def _call_model(self, action: CallModel) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from daemon.catalog import DEFAULT_MODEL
@@ -37,3 +37,9 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL")
     )
     max_retries: int = 2
+
+    @field_validator("anthropic_api_key", "anthropic_base_url", "redis_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `ANTHROPIC_API_KEY=` (as docker-compose passes an unset variable) means "no key".
+        return None if value == "" else value

@@ -108,16 +108,31 @@ class Store:
         sid, aid = config.session, config.agent
         async with self._lock(sid):
             frames = await self._frames(sid, events)
-            async with self.redis.pipeline(transaction=True) as pipe:
-                if messages:
-                    pipe.rpush(self.keys.messages(sid, aid), *(_dumps(m) for m in messages))
-                pipe.set(self.keys.state(sid, aid), state.model_dump_json())
-                self._queue_frames(pipe, sid, frames)
-                if acks:
-                    pipe.xack(self.keys.nudges, NUDGE_GROUP, *acks)
-                await pipe.execute()
-            self._seq[sid] = frames[-1].seq if frames else self._seq[sid]
+            try:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    if messages:
+                        pipe.rpush(self.keys.messages(sid, aid), *(_dumps(m) for m in messages))
+                    pipe.set(self.keys.state(sid, aid), state.model_dump_json())
+                    self._queue_frames(pipe, sid, frames)
+                    if acks:
+                        pipe.xack(self.keys.nudges, NUDGE_GROUP, *acks)
+                    await pipe.execute()
+            except BaseException:
+                # The EXEC may or may not have run: re-read the sequence next time.
+                self._seq.pop(sid, None)
+                raise
+            if frames:
+                self._seq[sid] = frames[-1].seq
         return frames
+
+    async def step_landed(self, config: AgentConfig, commits: int) -> bool:
+        """Whether the commit numbered `commits` ran although its reply was lost.
+
+        A MULTI runs whole or not at all, and every commit writes the agent state with
+        its number, so the stored state tells.
+        """
+        raw = await self.redis.get(self.keys.state(config.session, config.agent))
+        return raw is not None and AgentState.model_validate_json(raw).commits >= commits
 
     async def append_events(
         self, sid: str, events: Sequence[Event], acks: Sequence[str] = ()

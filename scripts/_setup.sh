@@ -1,0 +1,15 @@
+# Shared by scripts/test and scripts/demo: make sure redis-server and the project's
+# virtualenv (.venv, with the package and its test extras) are there.
+# Sourced, not run; expects to be in the repository root.
+
+if ! command -v redis-server >/dev/null 2>&1; then
+    echo "steer: installing redis-server from apt" >&2
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
