@@ -1,0 +1,150 @@
+"""The run_command tool: a shell command in the workspace, bounded in time and output.
+
+The command runs in its own session (so its own process group). Whether it finishes, times
+out or the awaiting task is cancelled (an operator's redirect), the whole group is killed
+before `run_command` returns or re-raises, so nothing it started outlives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+
+from pydantic import Field
+
+from daemon.tools.base import ToolInput
+from daemon.tools.errors import ToolError
+from daemon.tools.workspace import Workspace
+
+DEFAULT_TIMEOUT_S = 120
+MAX_TIMEOUT_S = 600
+# ~30,000 characters in all: the start of the output usually says what ran, the end how
+# it finished; the middle is what gets dropped.
+OUTPUT_HEAD_BYTES = 15_000
+OUTPUT_TAIL_BYTES = 15_000
+
+
+class RunCommand(ToolInput):
+    """Run a shell command (/bin/sh -c) in the workspace root.
+
+    Returns the exit code and the combined stdout and stderr. stdin is closed, so commands
+    never wait for input. Output beyond about 30,000 characters keeps its start and end.
+    The command is killed after timeout_s seconds, and background processes it starts do
+    not outlive it.
+    """
+
+    tool_name = "run_command"
+
+    command: str = Field(min_length=1, description="The shell command line to run.")
+    timeout_s: int = Field(
+        default=DEFAULT_TIMEOUT_S,
+        ge=1,
+        le=MAX_TIMEOUT_S,
+        description="Seconds before it is killed.",
+    )
+
+    async def run(self, workspace: Workspace) -> str:
+        return await run_command(workspace, self.command, self.timeout_s)
+
+
+class CappedOutput:
+    """Keeps the first and last bytes of a stream, counting what falls in between."""
+
+    def __init__(self, head: int = OUTPUT_HEAD_BYTES, tail: int = OUTPUT_TAIL_BYTES) -> None:
+        self._head_cap = head
+        self._tail_cap = tail
+        self._head = bytearray()
+        self._tail = bytearray()
+        self.omitted = 0
+
+    def feed(self, data: bytes) -> None:
+        room = self._head_cap - len(self._head)
+        self._head += data[:room]
+        self._tail += data[room:] if room > 0 else data
+        excess = len(self._tail) - self._tail_cap
+        if excess > 0:
+            del self._tail[:excess]
+            self.omitted += excess
+
+    def text(self) -> str:
+        head = self._head.decode(errors="replace")
+        tail = self._tail.decode(errors="replace")
+        if not self.omitted:
+            return head + tail
+        return f"{head}\n[... {self.omitted} bytes of output omitted ...]\n{tail}"
+
+
+class _CommandProtocol(asyncio.SubprocessProtocol):
+    """Collects output and tells exit (of the shell) apart from finish (pipe closed too).
+
+    `Process.wait()` in asyncio waits for both, so a background job holding the pipe
+    would hide that the shell has exited.
+    """
+
+    def __init__(self, output: CappedOutput) -> None:
+        self.output = output
+        self.exited = asyncio.Event()
+        self.finished = asyncio.Event()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        self.output.feed(data)
+
+    def process_exited(self) -> None:
+        self.exited.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.finished.set()
+
+
+async def run_command(
+    workspace: Workspace, command: str, timeout_s: int = DEFAULT_TIMEOUT_S
+) -> str:
+    output = CappedOutput()
+    transport, protocol = await asyncio.get_running_loop().subprocess_exec(
+        lambda: _CommandProtocol(output),
+        "/bin/sh",
+        "-c",
+        command,
+        cwd=workspace.root,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    pgid = transport.get_pid()
+    killed = timed_out = False
+    try:
+        async with asyncio.timeout(timeout_s):
+            await protocol.exited.wait()
+            # Jobs the shell left in the background would outlive it, and hold the pipe.
+            _kill_group(pgid)
+            killed = True
+            await protocol.finished.wait()
+    except TimeoutError:
+        timed_out = True
+    finally:
+        # Also on cancellation (an operator's redirect): the kill is synchronous, so it
+        # happens before CancelledError propagates.
+        if not killed:
+            _kill_group(pgid)
+        try:
+            # Closing before the watcher has reaped the killed shell would reap it behind
+            # the watcher's back (asyncio then logs "Unknown child process").
+            await protocol.exited.wait()
+        finally:
+            transport.close()
+    text = output.text() or "(no output)"
+    if timed_out:
+        raise ToolError(f"command timed out after {timeout_s}s and was killed; output:\n{text}")
+    return f"exit code: {transport.get_returncode()}\n{text}"
+
+
+def _kill_group(pgid: int) -> None:
+    # Called once per command. The shell is reaped as soon as it exits, so once its jobs
+    # are gone too the id is free again; its reuse within microseconds is the accepted,
+    # theoretical risk.
+    with contextlib.suppress(ProcessLookupError):  # the group is already empty
+        os.killpg(pgid, signal.SIGKILL)
