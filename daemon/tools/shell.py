@@ -99,6 +99,15 @@ class _CommandProtocol(asyncio.SubprocessProtocol):
         self.finished.set()
 
 
+#: Never handed to the agent's commands: the model key, steer's own settings (the Redis
+#: URL may carry a password, and a nudge is a command to the agent).
+SECRET_PREFIXES = ("ANTHROPIC_", "STEER_", "REDIS_")
+
+
+def command_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(SECRET_PREFIXES)}
+
+
 async def run_command(
     workspace: Workspace, command: str, timeout_s: int = DEFAULT_TIMEOUT_S
 ) -> str:
@@ -109,6 +118,7 @@ async def run_command(
         "-c",
         command,
         cwd=workspace.root,
+        env=command_env(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

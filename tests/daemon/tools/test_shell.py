@@ -58,10 +58,10 @@ async def test_reports_exit_code_and_interleaved_output(workspace: Workspace) ->
 async def test_runs_in_the_root_with_stdin_closed_and_env_inherited(
     workspace: Workspace, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("STEER_TOOLS_TEST", "inherited")
+    monkeypatch.setenv("TOOLS_TEST_VAR", "inherited")
     assert await run(workspace, "pwd") == (f"exit code: 0\n{workspace.root}\n", False)
     assert await run(workspace, "cat") == ("exit code: 0\n(no output)", False)
-    assert await run(workspace, "echo $STEER_TOOLS_TEST") == ("exit code: 0\ninherited\n", False)
+    assert await run(workspace, "echo $TOOLS_TEST_VAR") == ("exit code: 0\ninherited\n", False)
 
 
 async def test_long_output_keeps_head_and_tail(workspace: Workspace) -> None:
@@ -137,3 +137,13 @@ async def test_timeout_is_bounded(workspace: Workspace) -> None:
     assert content == (
         "invalid input for run_command: timeout_s: Input should be less than or equal to 600"
     )
+
+
+async def test_commands_do_not_see_the_model_key_or_steer_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-secret")
+    monkeypatch.setenv("STEER_REDIS_URL", "redis://:pw@127.0.0.1:1/0")
+    out = (await run_tool(Workspace(tmp_path), "run_command", {"command": "env"})).content
+    assert "sk-secret" not in out and "STEER_REDIS_URL" not in out
+    assert "PATH=" in out
