@@ -1,0 +1,375 @@
+"""Run a real `redis-server`: a child process for tests, or the daemon's embedded one.
+
+Owns the configuration steer runs Redis with (127.0.0.1 only, protected mode, AOF with
+fsync every second, no RDB snapshots), starting it on a given or free port, waiting until
+it answers PING, and stopping, killing and restarting it on the same port and directory
+(so the AOF brings the data back).
+
+`ensure_embedded(home)` keeps one *detached* server per STEER_HOME (daemonized, so it
+outlives the daemon and `nudge` works while the daemon is down), protected by a random
+password, and publishes its URL in `home/redis.url` (0600).
+
+The settings go in a 0600 config file rather than on the command line, so a password
+never shows in `ps`. Probes use the raw-socket client `daemon.resp`: this module stays
+synchronous and free of redis-py.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from daemon import resp
+from daemon.paths import REDIS_URL_FILE
+
+INSTALL_HINT = (
+    "redis-server is not installed: install it (e.g. `apt-get install redis-server`) "
+    "or set STEER_REDIS_URL to an existing Redis"
+)
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 10.0
+LOG_TAIL_LINES = 20
+#: Tries to start on a fresh free port when another process took the chosen one first.
+PORT_ATTEMPTS = 3
+
+
+class RedisUnavailable(RuntimeError):
+    """redis-server is missing, or did not start or stop."""
+
+
+def redis_server_binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RedisUnavailable(INSTALL_HINT)
+    return binary
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """One redis-server with its data, config, log (and pidfile) in `data_dir`.
+
+    A child process by default; `detached=True` daemonizes it so it outlives this
+    process (found again through `data_dir/redis.pid`).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        password: str | None = None,
+        detached: bool = False,
+    ) -> None:
+        self.data_dir = data_dir
+        self._auto_port = port is None
+        self.port = free_port() if port is None else port
+        self.password = password
+        self.detached = detached
+        self._proc: subprocess.Popen[bytes] | None = None
+        # A detached server started earlier, maybe by another process, is found again
+        # through its pidfile.
+        self._pid = _read_pid(self.pid_file) if detached else None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{HOST}:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id, or None if it was never started."""
+        return self._pid
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "redis.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "redis.pid"
+
+    def running(self) -> bool:
+        if self._proc is not None:
+            return self._proc.poll() is None
+        return self._pid is not None and _is_live_redis(self._pid)
+
+    def ready(self, timeout: float = 1.0) -> bool:
+        """Whether this server answers PING (not while it loads its data).
+
+        Checks the answering process id too: another server on the same port must not
+        pass for this one.
+        """
+        try:
+            with resp.connect(self.url, timeout=timeout) as conn:
+                info = str(conn.execute("INFO", "server"))
+                return f"process_id:{self._pid}\r" in info and conn.execute("PING") == "PONG"
+        except (OSError, resp.RespError):
+            return False
+
+    def start(self, timeout: float = START_TIMEOUT_S) -> RedisServer:
+        """Start the server and wait until it answers PING."""
+        if self.running():
+            raise RedisUnavailable(f"redis-server is already running (pid {self._pid})")
+        binary = redis_server_binary()
+        # A free port can be taken between choosing and binding it: then try another,
+        # but only on the first start, because restarts must keep their port.
+        attempts = PORT_ATTEMPTS if self._auto_port else 1
+        while True:
+            attempts -= 1
+            try:
+                self._launch(binary, timeout)
+            except RedisUnavailable:
+                if not attempts or "Address already in use" not in self._log_tail():
+                    raise
+                self.port = free_port()
+            else:
+                self._auto_port = False
+                return self
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Shut down cleanly (SHUTDOWN flushes the AOF), else terminate, else kill."""
+        if not self.running():
+            return
+        try:
+            with resp.connect(self.url, timeout=timeout) as conn:
+                conn.execute("SHUTDOWN")
+        except (OSError, resp.RespError):
+            pass  # a successful SHUTDOWN closes the connection without a reply
+        if not self._wait_exit(timeout):
+            self._signal(signal.SIGTERM)
+            if not self._wait_exit(timeout):
+                self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the server (a crash: only what the AOF already holds survives)."""
+        if self.running():
+            self._signal(signal.SIGKILL)
+            if not self._wait_exit(STOP_TIMEOUT_S):
+                raise RedisUnavailable(f"redis-server pid {self._pid} survived SIGKILL")
+
+    def restart(self, timeout: float = START_TIMEOUT_S) -> RedisServer:
+        """Stop (if running) and start again on the same port and data directory."""
+        self.stop()
+        return self.start(timeout)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _launch(self, binary: str, timeout: float) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config = self.data_dir / "redis.conf"
+        _write_private(config, self._config())
+        deadline = time.monotonic() + timeout
+        # Early failures (a bad config) go to stderr, before the log file is open.
+        with self.log_file.open("ab") as log:
+            if self.detached:
+                self.pid_file.unlink(missing_ok=True)  # a stale one would name a dead pid
+                self._pid = None
+                launched = subprocess.run(
+                    [binary, str(config)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    timeout=timeout,
+                    check=False,
+                )
+                if launched.returncode != 0:
+                    raise self._failed(f"exited with code {launched.returncode}")
+            else:
+                self._proc = subprocess.Popen(
+                    [binary, str(config)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                )
+                self._pid = self._proc.pid
+        while not self.ready():
+            if self.detached:
+                self._pid = _read_pid(self.pid_file)  # written once it has daemonized
+            if self._pid is not None and not self.running():
+                raise self._failed("exited during start-up")
+            if time.monotonic() > deadline:
+                self._signal(signal.SIGKILL)
+                raise self._failed(f"did not answer PING within {timeout:g}s")
+            time.sleep(0.01)
+
+    def _config(self) -> str:
+        lines = [
+            f"bind {HOST}",
+            f"port {self.port}",
+            "protected-mode yes",
+            "appendonly yes",
+            "appendfsync everysec",
+            'save ""',
+            f"dir {_quote(str(self.data_dir.resolve()))}",
+            f"logfile {_quote(str(self.log_file.resolve()))}",
+        ]
+        if self.detached:
+            lines += ["daemonize yes", f"pidfile {_quote(str(self.pid_file.resolve()))}"]
+        if self.password:
+            lines.append(f"requirepass {_quote(self.password)}")
+        return "\n".join(lines) + "\n"
+
+    def _failed(self, what: str) -> RedisUnavailable:
+        return RedisUnavailable(
+            f"redis-server on {HOST}:{self.port} {what}; last lines of {self.log_file}:\n"
+            + self._log_tail()
+        )
+
+    def _log_tail(self) -> str:
+        try:
+            lines = self.log_file.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(lines[-LOG_TAIL_LINES:])
+
+    def _signal(self, signum: int) -> None:
+        if self._pid is not None and self.running():
+            os.kill(self._pid, signum)
+
+    def _wait_exit(self, timeout: float) -> bool:
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return False
+            return True
+        deadline = time.monotonic() + timeout
+        while self.running():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+
+def ensure_embedded(home: Path) -> str:
+    """Start the embedded Redis of this STEER_HOME unless it already runs; its URL.
+
+    The server lives in `home/redis/` and is detached: it outlives the daemon. Its URL
+    (with a random password) is written to `home/redis.url` (0600), where `nudge` and
+    the daemon find it. A restart keeps the previous port and password when it can.
+    """
+    data_dir = home / "redis"
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # The lock keeps two daemons starting at once from running two servers on one AOF.
+    with _locked(data_dir / "lock"):
+        server = _embedded(home)
+        if server.running():
+            if not server.ready():
+                raise RedisUnavailable(
+                    f"the embedded redis-server (pid {server.pid}) does not answer at "
+                    f"{resp.mask_url(server.url)}; see {server.log_file}"
+                )
+            return server.url
+        if not _port_is_free(server.port):
+            server.port = free_port()
+        server.start()
+        _write_private(home / REDIS_URL_FILE, server.url + "\n")
+        return server.url
+
+
+def stop_embedded(home: Path) -> bool:
+    """Shut down the embedded Redis of this STEER_HOME; whether one was running."""
+    server = _embedded(home)
+    if not server.running():
+        return False
+    server.stop()
+    return True
+
+
+def _embedded(home: Path) -> RedisServer:
+    """The embedded server of `home`, on the port and password of its last URL if any."""
+    port, password = None, None
+    try:
+        known = urlsplit((home / REDIS_URL_FILE).read_text().strip())
+        port, password = known.port, known.password
+    except (OSError, ValueError):
+        pass
+    return RedisServer(
+        home / "redis", port, password=password or os.urandom(16).hex(), detached=True
+    )
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _is_live_redis(pid: int) -> bool:
+    """Whether PID is a running redis-server: not gone, not a zombie, not reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        if Path("/proc/self/stat").exists():
+            return False
+        try:  # no /proc (macOS): existence is all we can check
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+    except OSError:
+        return False
+    # "<pid> (<comm>) <state> ..."; comm may itself contain ") ".
+    comm, _, rest = stat.partition(" (")[2].rpartition(") ")
+    return comm.startswith("redis") and not rest.startswith(("Z", "X"))
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+        return True
+
+
+def _quote(value: str) -> str:
+    """A redis.conf string: double-quoted, with backslashes and quotes escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a 0600 file atomically (readers never see it half-written)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.chmod(tmp, 0o600)  # O_CREAT's mode does not apply to an existing file
+    os.replace(tmp, path)
+
+
+class _locked:
+    """An exclusive flock on PATH for the duration of a `with` block."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._fd = -1
+
+    def __enter__(self) -> None:
+        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc_info: object) -> None:
+        os.close(self._fd)
