@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-import pytest
-from cli import main
+import subprocess
+import sys
+from pathlib import Path
+
+CLI = Path(__file__).with_name("cli.py")
 
 
-def test_greets(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["Ada"]) == 0
-    assert capsys.readouterr().out == "Hello, Ada!\n"
+def greet(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(CLI), *args], capture_output=True, text=True, check=False
+    )
 
 
-def test_verbose_says_what_it_does(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--verbose", "Ada"]) == 0
-    assert capsys.readouterr().out == "greeting Ada\nHello, Ada!\n"
+def test_greets() -> None:
+    result = greet("Ada")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Hello, Ada!\n"
+
+
+def test_verbose_says_what_it_does() -> None:
+    result = greet("--verbose", "Ada")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "greeting Ada\nHello, Ada!\n"
