@@ -1,0 +1,393 @@
+"""The `nudge` command: send a correction to a running steer session through Redis.
+
+It appends one entry to the nudge stream, so it works while the daemon is down; the
+entry's fields are exactly `protocol.nudges.Nudge.to_fields()` (tests decode it with
+`Nudge.from_fields`). With --wait it follows the session's event stream until the
+daemon reports the nudge delivered or rejected.
+
+It must start in a few tens of milliseconds, so it imports no redis-py, pydantic,
+asyncio or `protocol` (100+ ms between them): only cheap stdlib modules, `daemon.keys`,
+`daemon.paths` and the raw-socket client `daemon.resp`. The two limits below mirror
+`protocol.nudges` for the same reason.
+
+Exit codes: 0 sent (with --wait: delivered); 2 bad input or configuration, or Redis
+unreachable or refusing; 3 --wait timed out (the nudge stays queued); 4 the daemon
+rejected the nudge; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from daemon import resp
+from daemon.keys import Keys
+from daemon.paths import configured_redis_url, key_prefix
+
+MAX_NUDGE_BYTES = 16 * 1024  # protocol.nudges.MAX_NUDGE_BYTES
+MAX_AUTHOR_CHARS = 64  # protocol.nudges.MAX_AUTHOR_CHARS
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_TIMEOUT = 3
+EXIT_REJECTED = 4
+EXIT_INTERRUPTED = 130
+
+DEFAULT_TIMEOUT_S = 120.0
+REDIS_TIMEOUT_S = 5.0
+AMBIGUOUS_SHOWN = 5
+
+HELP = f"""\
+usage: nudge SESSION[/AGENT] TEXT [--queue] [--wait] [--timeout SECONDS] [--author NAME]
+
+Send a correction to a running steer session. It is applied at the agent's next
+boundary as an operator instruction, and it is kept until then, even while the daemon
+is down. Prints the nudge id.
+
+  SESSION[/AGENT]    a session id, a session name or a unique id prefix; /AGENT
+                     addresses one of its agents (default: the root agent)
+  TEXT               the correction; "-" reads it from stdin (put -- before a text
+                     that starts with "-")
+  --queue            deliver only when the agent ends its turn (a follow-up)
+  --wait             wait until the model has answered it, and say how it landed
+  --timeout SECONDS  how long --wait waits (default {DEFAULT_TIMEOUT_S:g})
+  --author NAME      who sends it (default: $USER)
+
+Redis: $STEER_REDIS_URL, else the embedded one `steer daemon` started
+($STEER_HOME/redis.url); key prefix $STEER_KEY_PREFIX (default "steer").
+
+Exit codes: 0 sent (with --wait: delivered); 2 bad input or configuration, or Redis
+unreachable; 3 --wait timed out (the nudge stays queued and will still be applied);
+4 rejected by the daemon."""
+
+
+class Fail(Exception):
+    """A one-line error for the user, with the exit code it maps to."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Args:
+    """The parsed command line."""
+
+    def __init__(self) -> None:
+        self.target = ""
+        self.text = ""
+        self.mode = "steer"
+        self.wait = False
+        self.timeout: str | None = None
+        self.author: str | None = None
+        self.help = False
+
+
+def parse_args(argv: list[str]) -> Args:
+    """Parse the command line by hand: building an argparse parser costs ~5 ms."""
+    args = Args()
+    positional: list[str] = []
+    rest = iter(argv)
+    for arg in rest:
+        if arg == "--":
+            positional.extend(rest)
+        elif arg == "-" or not arg.startswith("-"):
+            positional.append(arg)
+        elif arg in ("-h", "--help"):
+            args.help = True
+            return args
+        elif arg == "--queue":
+            args.mode = "queue"
+        elif arg == "--wait":
+            args.wait = True
+        elif (name := arg.partition("=")[0]) in ("--timeout", "--author"):
+            value = arg[len(name) + 1 :] if "=" in arg else next(rest, None)
+            if value is None:
+                raise Fail(f"{name} needs a value (see nudge --help)")
+            if name == "--timeout":
+                args.timeout = value
+            else:
+                args.author = value
+        else:
+            raise Fail(f"unknown option {arg!r} (put -- before a text that starts with -)")
+    if len(positional) != 2:
+        raise Fail(
+            f"expected SESSION[/AGENT] and TEXT, got {len(positional)} arguments (see nudge --help)"
+        )
+    args.target, args.text = positional
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    nudge_id = ""
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        if args.help:
+            print(HELP)
+            return EXIT_OK
+        text = _text(args.text)
+        author = _author(args.author)
+        timeout = _timeout(args.timeout, args.wait)
+        session_query, _, agent = args.target.partition("/")
+        url = configured_redis_url()
+        if not url:
+            raise Fail(
+                "no Redis configured: set STEER_REDIS_URL, or run `steer daemon` once "
+                "to start the embedded Redis"
+            )
+        keys = Keys(key_prefix())
+        with _Redis(url) as redis:
+            sid = resolve_session(session_query, _hash(redis.call("HGETALL", keys.sessions)))
+            if args.wait:
+                # Positions taken before the XADD, so no report about it can be missed.
+                since = {key: _last_id(redis, key) for key in (keys.events(sid), keys.rejected)}
+            nudge_id = "n-" + os.urandom(8).hex()
+            fields = {
+                "nudge_id": nudge_id,
+                "session": sid,
+                "agent": agent,
+                "mode": args.mode,
+                "text": text,
+                "author": author,
+                "sent_at": repr(time.time()),
+            }
+            redis.xadd(keys.nudges, fields)
+            if not args.wait:
+                print(nudge_id)
+                return EXIT_OK
+            return _wait(redis, since, nudge_id, _where(sid, agent), timeout)
+    except Fail as exc:
+        print(f"nudge: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        queued = f"; {nudge_id} was sent and stays queued" if nudge_id else ""
+        print(f"nudge: interrupted{queued}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _text(arg: str) -> str:
+    if arg == "-":
+        try:
+            text = sys.stdin.buffer.read().decode().rstrip("\n")
+        except UnicodeDecodeError:
+            raise Fail("the text on stdin is not valid UTF-8") from None
+    else:
+        text = arg
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError:  # undecodable bytes in argv arrive as surrogates
+        raise Fail("the text is not valid UTF-8") from None
+    if not text.strip():
+        raise Fail("the text is empty")
+    if size > MAX_NUDGE_BYTES:
+        raise Fail(f"the text is {size} bytes; the limit is {MAX_NUDGE_BYTES}")
+    return text
+
+
+def _author(arg: str | None) -> str:
+    author = arg if arg is not None else os.environ.get("USER") or "operator"
+    if not author.strip():
+        raise Fail("the author is empty")
+    if len(author) > MAX_AUTHOR_CHARS:
+        raise Fail(f"the author is over {MAX_AUTHOR_CHARS} characters")
+    return author
+
+
+def _timeout(arg: str | None, wait: bool) -> float:
+    if arg is None:
+        return DEFAULT_TIMEOUT_S
+    if not wait:
+        raise Fail("--timeout only applies with --wait")
+    try:
+        seconds = float(arg)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < 1e9:
+        raise Fail(f"--timeout must be a positive number of seconds, not {arg!r}")
+    return seconds
+
+
+def resolve_session(query: str, sessions: dict[str, str]) -> str:
+    """The session id that QUERY names: an exact id, an exact name or a unique id prefix."""
+    if not query:
+        raise Fail("no session given")
+    if query in sessions:
+        return query
+    matches = sorted(sid for sid, name in sessions.items() if name == query)
+    if not matches:
+        matches = sorted(sid for sid in sessions if sid.startswith(query))
+    if not matches:
+        raise Fail(f"unknown session {query!r}")
+    if len(matches) > 1:
+        shown = ", ".join(f"{sid} ({sessions[sid]})" for sid in matches[:AMBIGUOUS_SHOWN])
+        more = (
+            f" and {len(matches) - AMBIGUOUS_SHOWN} more" if len(matches) > AMBIGUOUS_SHOWN else ""
+        )
+        raise Fail(f"ambiguous session {query!r}: {shown}{more}")
+    return matches[0]
+
+
+def _where(sid: str, agent: str) -> str:
+    return f"{sid}/{agent}" if agent else f"{sid} (root)"
+
+
+class _Redis:
+    """The command's Redis connection; failures become one-line `Fail`s."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._conn = self._connect()
+
+    def __enter__(self) -> _Redis:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._conn.close()
+
+    def call(self, *args: str | int, timeout: float = REDIS_TIMEOUT_S) -> resp.Reply:
+        try:
+            self._conn.settimeout(timeout)
+            return self._conn.execute(*args)
+        except resp.RespError as exc:
+            raise Fail(f"Redis refused {args[0]}: {exc}") from None
+        except OSError as exc:
+            raise self._unreachable(exc) from None
+
+    def xadd(self, key: str, fields: dict[str, str]) -> None:
+        args = ("XADD", key, "*", *(item for pair in fields.items() for item in pair))
+        try:
+            self._conn.settimeout(REDIS_TIMEOUT_S)
+            self._conn.execute(*args)
+        except resp.RespError as exc:
+            raise Fail(f"Redis refused XADD: {exc}") from None
+        except OSError:
+            # The XADD may have been applied before the connection broke. Sending it
+            # again is safe: the daemon applies each nudge_id once.
+            try:
+                self._conn.close()
+                self._conn = self._connect()
+                self.call(*args)
+            except Fail as exc:
+                raise Fail(f"{exc}; {fields['nudge_id']} may have been sent") from None
+
+    def _connect(self) -> resp.Connection:
+        try:
+            return resp.connect(self.url, timeout=REDIS_TIMEOUT_S)
+        except (OSError, ValueError, resp.RespError) as exc:
+            raise self._unreachable(exc) from None
+
+    def _unreachable(self, exc: Exception) -> Fail:
+        reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+        reason = reason or type(exc).__name__
+        return Fail(f"cannot reach Redis at {resp.mask_url(self.url)}: {reason}")
+
+
+def _hash(reply: resp.Reply) -> dict[str, str]:
+    """A flat [field, value, ...] array reply as a dict."""
+    flat = [str(item) for item in reply] if isinstance(reply, list) else []
+    return dict(zip(flat[::2], flat[1::2], strict=False))
+
+
+def _last_id(redis: _Redis, key: str) -> str:
+    reply = redis.call("XREVRANGE", key, "+", "-", "COUNT", 1)
+    if isinstance(reply, list) and reply and isinstance(reply[0], list):
+        entry_id = reply[0][0]
+        if isinstance(entry_id, str):
+            return entry_id
+    return "0-0"
+
+
+def _wait(redis: _Redis, since: dict[str, str], nudge_id: str, where: str, timeout: float) -> int:
+    """Follow the event streams until the nudge is delivered or rejected, or time runs out."""
+    deadline = time.monotonic() + timeout
+    applied = False
+    try:
+        while (remaining := deadline - time.monotonic()) > 0:
+            # XREAD BLOCK returns nil at its own deadline; the socket timeout is a backstop.
+            reply = redis.call(
+                "XREAD",
+                "COUNT",
+                100,
+                "BLOCK",
+                max(1, int(remaining * 1000)),
+                "STREAMS",
+                *since.keys(),
+                *since.values(),
+                timeout=remaining + REDIS_TIMEOUT_S,
+            )
+            for key, entry_id, event in _entries(reply):
+                since[key] = entry_id
+                if event.get("nudge_id") != nudge_id:
+                    continue
+                kind = event.get("type")
+                if kind == "nudge.applied" and not applied:
+                    applied = True
+                    print(
+                        f"applied to {where} in request {event.get('request_no')} via "
+                        f"{event.get('path')}; waiting for the model...",
+                        file=sys.stderr,
+                    )
+                elif kind == "nudge.delivered":
+                    print(_delivered(where, event))
+                    return EXIT_OK
+                elif kind == "nudge.rejected":
+                    raise Fail(f"{nudge_id} rejected: {event.get('reason')}", EXIT_REJECTED)
+    except Fail as exc:
+        if exc.code == EXIT_USAGE:  # Redis went away after the XADD
+            raise Fail(f"{exc}; {nudge_id} was sent and stays queued", exc.code) from None
+        raise
+    if applied:
+        raise Fail(
+            f"{nudge_id} was applied but the model has not answered within {timeout:g}s",
+            EXIT_TIMEOUT,
+        )
+    raise Fail(
+        f"{nudge_id} not applied within {timeout:g}s; it stays queued and will still be applied",
+        EXIT_TIMEOUT,
+    )
+
+
+def _entries(reply: resp.Reply) -> list[tuple[str, str, dict[str, object]]]:
+    """(stream key, entry id, event) for each entry of an XREAD reply, in order.
+
+    An entry that is not a frame still moves the read position on: it comes back with
+    an empty event.
+    """
+    import json  # only --wait needs it
+
+    out: list[tuple[str, str, dict[str, object]]] = []
+    for key, entries in _pairs(reply):
+        for entry_id, flat in _pairs(entries):
+            try:
+                frame = json.loads(_hash(flat).get("frame", ""))
+            except ValueError:
+                frame = None
+            event = frame.get("event") if isinstance(frame, dict) else None
+            out.append((str(key), str(entry_id), event if isinstance(event, dict) else {}))
+    return out
+
+
+def _pairs(reply: resp.Reply) -> list[tuple[resp.Reply, resp.Reply]]:
+    """The two-element arrays in an array reply: (stream, entries) or (id, fields)."""
+    items = reply if isinstance(reply, list) else []
+    return [(item[0], item[1]) for item in items if isinstance(item, list) and len(item) == 2]
+
+
+def _delivered(where: str, event: dict[str, object]) -> str:
+    cache = event.get("cache")
+    cache = cache if isinstance(cache, dict) else {}
+    share = cache.get("prior_cached_share")
+    if isinstance(share, int | float):
+        read = f"{share:.1%} of the prior prompt read from cache"
+    else:
+        read = "no prior request to compare"
+    miss = cache.get("cache_miss_reason")
+    miss_note = f" (cache miss: {miss})" if miss else ""
+    return (
+        f"delivered to {where} in request {event.get('request_no')} via "
+        f"{event.get('path')}; {read}{miss_note}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

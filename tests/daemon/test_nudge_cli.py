@@ -1,0 +1,499 @@
+"""The real `nudge` command as a subprocess against real Redis: the stream entry it
+writes, session resolution, every error path, --wait (the test plays the daemon with
+the real protocol models), a Redis crash after the XADD, and a retried XADD."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import socket
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from daemon import nudge_cli
+from daemon.keys import Keys
+from daemon.paths import REDIS_URL_FILE
+from daemon.redis_server import RedisServer, free_port
+from protocol import nudges
+from protocol.envelope import Frame
+from protocol.events import (
+    AgentStatusChanged,
+    CacheReport,
+    Event,
+    NudgeApplied,
+    NudgeDelivered,
+    NudgeRejected,
+)
+from protocol.nudges import Nudge
+
+NUDGE_ID = re.compile(r"n-[0-9a-f]{16}")
+SESSIONS = {"s-3f2a": "fix-tests", "s-3f9b": "port", "s-9c01": "s-3f2a"}
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def env(redis_url: str, key_prefix: str, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEER_")}
+    return env | {
+        "STEER_REDIS_URL": redis_url,
+        "STEER_KEY_PREFIX": key_prefix,
+        "STEER_HOME": str(tmp_path / "home"),
+        "USER": "alice",
+    }
+
+
+@pytest.fixture
+def keys(key_prefix: str) -> Keys:
+    return Keys(key_prefix)
+
+
+@pytest.fixture
+async def sessions(redis_client: Redis, keys: Keys) -> AsyncIterator[dict[str, str]]:
+    for sid, name in SESSIONS.items():
+        await redis_client.hset(keys.sessions, sid, name)
+    yield SESSIONS
+
+
+async def spawn(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "daemon.nudge_cli",
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def finish(proc: asyncio.subprocess.Process, stdin: bytes = b"") -> Result:
+    out, err = await asyncio.wait_for(proc.communicate(stdin), 30)
+    assert proc.returncode is not None
+    return Result(proc.returncode, out.decode(), err.decode())
+
+
+async def nudge(env: dict[str, str], *args: str, stdin: bytes = b"") -> Result:
+    return await finish(await spawn(env, *args), stdin)
+
+
+def one_line_error(result: Result, code: int) -> str:
+    """The error message of a failed run, after checking it is one line on stderr."""
+    assert result.code == code, result
+    assert result.out == "" and result.err.endswith("\n") and result.err.count("\n") == 1
+    assert result.err.startswith("nudge: ")
+    return result.err.removeprefix("nudge: ").rstrip("\n")
+
+
+async def stream_nudges(redis_client: Redis, keys: Keys) -> list[tuple[str, dict[str, str]]]:
+    entries: Any = await redis_client.xrange(keys.nudges)  # redis-py types every decode mode
+    return [(entry_id, fields) for entry_id, fields in entries]
+
+
+async def sent_nudge(redis_client: Redis, keys: Keys) -> Nudge:
+    """The nudge the command wrote, once it is in the stream (bounded wait)."""
+    reply: Any = await redis_client.xread({keys.nudges: "0-0"}, count=1, block=10_000)
+    assert reply, "the nudge command wrote nothing within 10 s"
+    [[_, [(_, fields)]]] = reply
+    return Nudge.from_fields(fields)
+
+
+async def emit(redis_client: Redis, keys: Keys, sid: str, seq: int, event: Event) -> None:
+    """Append an event the way the daemon does: a Frame, entry id `<seq>-0`."""
+    frame = Frame(session=sid, seq=seq, ts=time.time(), event=event)
+    await redis_client.xadd(keys.events(sid), {"frame": frame.model_dump_json()}, id=f"{seq}-0")
+
+
+def test_limits_mirror_the_protocol() -> None:
+    assert nudge_cli.MAX_NUDGE_BYTES == nudges.MAX_NUDGE_BYTES
+    assert nudge_cli.MAX_AUTHOR_CHARS == nudges.MAX_AUTHOR_CHARS
+
+
+async def test_writes_exactly_the_fields_of_a_nudge(
+    env: dict[str, str], sessions: dict[str, str], redis_client: Redis, keys: Keys
+) -> None:
+    before = time.time()
+    result = await nudge(env, "s-3f2a", "no casts")
+
+    assert result.code == 0 and result.err == ""
+    assert NUDGE_ID.fullmatch(result.out.rstrip("\n")) and result.out.count("\n") == 1
+    [(_, fields)] = await stream_nudges(redis_client, keys)
+    sent = Nudge.from_fields(fields)
+    assert fields == sent.to_fields()
+    assert sent.nudge_id == result.out.strip()
+    assert (sent.session, sent.agent, sent.mode, sent.text) == ("s-3f2a", None, "steer", "no casts")
+    assert sent.author == "alice" and before <= sent.sent_at <= time.time()
+
+
+async def test_agent_queue_author_and_text_from_stdin(
+    env: dict[str, str], sessions: dict[str, str], redis_client: Redis, keys: Keys
+) -> None:
+    text = "first line\nsecond: é ✓\n"
+    result = await nudge(env, "port/a-7", "-", "--queue", "--author", "bob", stdin=text.encode())
+
+    assert result.code == 0, result
+    [(_, fields)] = await stream_nudges(redis_client, keys)
+    sent = Nudge.from_fields(fields)
+    assert (sent.session, sent.agent, sent.mode) == ("s-3f9b", "a-7", "queue")
+    assert sent.author == "bob" and sent.text == text.rstrip("\n")
+
+
+@pytest.mark.parametrize(
+    ("query", "sid"),
+    [
+        ("s-3f2a", "s-3f2a"),  # an exact id wins over a session named "s-3f2a"
+        ("fix-tests", "s-3f2a"),
+        ("port", "s-3f9b"),
+        ("s-3f9", "s-3f9b"),
+        ("s-9", "s-9c01"),
+    ],
+)
+async def test_resolves_ids_names_and_unique_prefixes(
+    env: dict[str, str],
+    sessions: dict[str, str],
+    redis_client: Redis,
+    keys: Keys,
+    query: str,
+    sid: str,
+) -> None:
+    assert (await nudge(env, query, "hello")).code == 0
+    [(_, fields)] = await stream_nudges(redis_client, keys)
+    assert fields["session"] == sid
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope", "x"], "unknown session 'nope'"),
+        (["s-3f", "x"], "ambiguous session 's-3f': s-3f2a (fix-tests), s-3f9b (port)"),
+        (["/a-7", "x"], "no session given"),
+        (["s-3f2a", " \n\t "], "the text is empty"),
+        (["s-3f2a", "x" * 16385], "the text is 16385 bytes; the limit is 16384"),
+        (["s-3f2a", "é" * 8193], "the text is 16386 bytes; the limit is 16384"),
+        (["s-3f2a", "x", "--author", "a" * 65], "the author is over 64 characters"),
+        (["s-3f2a", "x", "--timeout", "5"], "--timeout only applies with --wait"),
+        (["s-3f2a", "x", "--wait", "--timeout", "soon"], "--timeout must be a positive number"),
+        (["s-3f2a", "x", "--author"], "--author needs a value"),
+        (["s-3f2a", "-x"], "unknown option '-x' (put -- before a text that starts with -)"),
+        (["s-3f2a"], "expected SESSION[/AGENT] and TEXT, got 1 arguments"),
+    ],
+)
+async def test_bad_input_is_one_line_and_sends_nothing(
+    env: dict[str, str],
+    sessions: dict[str, str],
+    redis_client: Redis,
+    keys: Keys,
+    args: list[str],
+    message: str,
+) -> None:
+    error = one_line_error(await nudge(env, *args), nudge_cli.EXIT_USAGE)
+    assert error.startswith(message)
+    assert await stream_nudges(redis_client, keys) == []
+
+
+async def test_largest_text_and_a_leading_dash_after_double_dash(
+    env: dict[str, str], sessions: dict[str, str], redis_client: Redis, keys: Keys
+) -> None:
+    assert (await nudge(env, "s-3f2a", "é" * 8192)).code == 0
+    assert (await nudge(env, "s-3f2a", "--", "-5 points for casts")).code == 0
+    texts = [Nudge.from_fields(f).text for _, f in await stream_nudges(redis_client, keys)]
+    assert texts == ["é" * 8192, "-5 points for casts"]
+
+
+async def test_help(env: dict[str, str]) -> None:
+    result = await nudge(env, "--help")
+    assert result.code == 0 and result.out.startswith("usage: nudge SESSION[/AGENT] TEXT")
+    assert "exit codes" in result.out.lower()
+
+
+async def test_unreachable_redis_masks_the_password(env: dict[str, str]) -> None:
+    port = free_port()
+    env["STEER_REDIS_URL"] = f"redis://alice:hunter2@127.0.0.1:{port}/0"
+    error = one_line_error(await nudge(env, "s-3f2a", "x"), nudge_cli.EXIT_USAGE)
+    assert (
+        error == f"cannot reach Redis at redis://alice:***@127.0.0.1:{port}/0: Connection refused"
+    )
+
+
+async def test_wrong_password_masks_it(env: dict[str, str], tmp_path: Path) -> None:
+    with RedisServer(tmp_path / "locked", password="right") as locked:
+        env["STEER_REDIS_URL"] = f"redis://:hunter2@127.0.0.1:{locked.port}/0"
+        error = one_line_error(await nudge(env, "s-3f2a", "x"), nudge_cli.EXIT_USAGE)
+    assert error.startswith(f"cannot reach Redis at redis://:***@127.0.0.1:{locked.port}/0: ")
+    assert "WRONGPASS" in error and "hunter2" not in error
+
+
+async def test_no_redis_configured(env: dict[str, str]) -> None:
+    del env["STEER_REDIS_URL"]
+    error = one_line_error(await nudge(env, "s-3f2a", "x"), nudge_cli.EXIT_USAGE)
+    assert error.startswith("no Redis configured: set STEER_REDIS_URL, or run `steer daemon`")
+
+
+@pytest.fixture
+def embedded_env(env: dict[str, str]) -> dict[str, str]:
+    """No STEER_REDIS_URL: the URL is in STEER_HOME/redis.url, as `steer daemon` leaves it."""
+    home = Path(env["STEER_HOME"])
+    home.mkdir()
+    (home / REDIS_URL_FILE).write_text(env.pop("STEER_REDIS_URL") + "\n")
+    return env
+
+
+async def test_uses_the_embedded_redis_url_file(
+    embedded_env: dict[str, str], sessions: dict[str, str], redis_client: Redis, keys: Keys
+) -> None:
+    assert (await nudge(embedded_env, "s-3f2a", "x")).code == 0
+    assert len(await stream_nudges(redis_client, keys)) == 1
+
+
+async def test_least_privilege_acl_user_can_send_and_wait(
+    env: dict[str, str], sessions: dict[str, str], redis_client: Redis, keys: Keys
+) -> None:
+    # What a sender needs: read the session index, append nudges and, for --wait,
+    # read the event streams.
+    user, p = f"sender-{keys.prefix}", keys.prefix
+    await redis_client.execute_command(  # type: ignore[no-untyped-call]
+        "ACL", "SETUSER", user, "on", ">pw", "resetkeys", "-@all",
+        "+hgetall", "+xadd", "+xrevrange", "+xread",
+        f"~{p}:sessions", f"~{p}:nudges", f"~{p}:{{*}}:events", f"~{p}:rejected",
+    )  # fmt: skip
+    try:
+        env["STEER_REDIS_URL"] = env["STEER_REDIS_URL"].replace("redis://", f"redis://{user}:pw@")
+        assert (await nudge(env, "s-3f2a", "x")).code == 0
+        waited = await nudge(env, "s-3f2a", "x", "--wait", "--timeout", "0.2")
+        assert waited.code == nudge_cli.EXIT_TIMEOUT, waited
+    finally:
+        await redis_client.execute_command("ACL", "DELUSER", user)  # type: ignore[no-untyped-call]
+
+
+@pytest.mark.parametrize(
+    ("share", "reads"),
+    [
+        (0.996, "99.6% of the prior prompt read from cache"),
+        (None, "no prior request to compare"),
+    ],
+)
+async def test_wait_reports_where_and_how_it_landed(
+    env: dict[str, str],
+    sessions: dict[str, str],
+    redis_client: Redis,
+    keys: Keys,
+    share: float | None,
+    reads: str,
+) -> None:
+    sid = "s-3f2a"
+    await emit(redis_client, keys, sid, 1, AgentStatusChanged(agent="root", status="running"))
+    proc = await spawn(env, "fix-tests", "no casts", "--wait", "--timeout", "30")
+
+    sent = await sent_nudge(redis_client, keys)
+    other = NudgeDelivered(
+        agent="root",
+        nudge_id="n-someoneelse0000",
+        path="system_message",
+        request_no=6,
+        cache=CacheReport(prompt_tokens=10, cache_read_input_tokens=0),
+    )
+    await emit(redis_client, keys, sid, 2, other)
+    applied = NudgeApplied(
+        agent="root", nudge_id=sent.nudge_id, mode="steer", path="system_message", request_no=7
+    )
+    await emit(redis_client, keys, sid, 3, applied)
+    assert proc.stderr is not None
+    line = await asyncio.wait_for(proc.stderr.readline(), 10)
+    assert line.decode() == (
+        f"applied to {sid} (root) in request 7 via system_message; waiting for the model...\n"
+    )
+    cache = CacheReport(
+        prompt_tokens=1040,
+        cache_read_input_tokens=996,
+        prior_prompt_tokens=None if share is None else 1000,
+        prior_cached_share=share,
+    )
+    delivered = NudgeDelivered(
+        agent="root", nudge_id=sent.nudge_id, path="system_message", request_no=7, cache=cache
+    )
+    await emit(redis_client, keys, sid, 4, delivered)
+
+    result = await finish(proc)
+    assert result.code == 0, result
+    assert result.out == f"delivered to {sid} (root) in request 7 via system_message; {reads}\n"
+    assert result.err == ""
+
+
+async def test_wait_names_the_agent_and_the_fallback_path(
+    env: dict[str, str], sessions: dict[str, str], redis_client: Redis, keys: Keys
+) -> None:
+    proc = await spawn(env, "s-3f9b/a-7", "use the helper", "--wait")
+    sent = await sent_nudge(redis_client, keys)
+    cache = CacheReport(
+        prompt_tokens=500,
+        cache_read_input_tokens=400,
+        prior_prompt_tokens=480,
+        prior_cached_share=0.833,
+        cache_miss_reason="messages_changed",
+    )
+    delivered = NudgeDelivered(
+        agent="a-7", nudge_id=sent.nudge_id, path="user_note", request_no=3, cache=cache
+    )
+    await emit(redis_client, keys, "s-3f9b", 1, delivered)
+    result = await finish(proc)
+    assert result.code == 0, result
+    assert result.out == (
+        "delivered to s-3f9b/a-7 in request 3 via user_note; 83.3% of the prior prompt read "
+        "from cache (cache miss: messages_changed)\n"
+    )
+
+
+@pytest.mark.parametrize("where", ["session events", "rejected stream"])
+async def test_wait_reports_a_rejection(
+    env: dict[str, str], sessions: dict[str, str], redis_client: Redis, keys: Keys, where: str
+) -> None:
+    proc = await spawn(env, "s-3f2a/ghost", "x", "--wait", "--timeout", "30")
+    sent = await sent_nudge(redis_client, keys)
+    rejected = NudgeRejected(agent="", nudge_id=sent.nudge_id, reason="no agent s-3f2a/ghost")
+    if where == "session events":
+        await emit(redis_client, keys, "s-3f2a", 1, rejected)
+    else:  # how the daemon reports a nudge for a session it does not know
+        frame = Frame(session="s-3f2a", seq=0, ts=time.time(), event=rejected)
+        await redis_client.xadd(keys.rejected, {"frame": frame.model_dump_json()})
+
+    error = one_line_error(await finish(proc), nudge_cli.EXIT_REJECTED)
+    assert error == f"{sent.nudge_id} rejected: no agent s-3f2a/ghost"
+
+
+async def test_wait_times_out_but_the_nudge_stays_queued(
+    env: dict[str, str], sessions: dict[str, str], redis_client: Redis, keys: Keys
+) -> None:
+    started = time.monotonic()
+    result = await nudge(env, "s-3f2a", "x", "--wait", "--timeout", "0.5")
+    assert time.monotonic() - started < 10
+    error = one_line_error(result, nudge_cli.EXIT_TIMEOUT)
+    [(_, fields)] = await stream_nudges(redis_client, keys)
+    assert error == (
+        f"{fields['nudge_id']} not applied within 0.5s; it stays queued and will still be applied"
+    )
+
+
+async def test_wait_times_out_after_applied(
+    env: dict[str, str], sessions: dict[str, str], redis_client: Redis, keys: Keys
+) -> None:
+    proc = await spawn(env, "s-3f2a", "x", "--wait", "--timeout", "2")
+    sent = await sent_nudge(redis_client, keys)
+    applied = NudgeApplied(
+        agent="root", nudge_id=sent.nudge_id, mode="steer", path="system_message", request_no=2
+    )
+    await emit(redis_client, keys, "s-3f2a", 1, applied)
+    result = await finish(proc)
+    assert result.code == nudge_cli.EXIT_TIMEOUT
+    assert result.err.splitlines() == [
+        "applied to s-3f2a (root) in request 2 via system_message; waiting for the model...",
+        f"nudge: {sent.nudge_id} was applied but the model has not answered within 2s",
+    ]
+
+
+async def test_acknowledged_nudge_survives_a_redis_crash(
+    env: dict[str, str], private_redis: RedisServer, keys: Keys
+) -> None:
+    env["STEER_REDIS_URL"] = private_redis.url
+    async with Redis.from_url(private_redis.url, decode_responses=True) as client:
+        await client.hset(keys.sessions, "s-3f2a", "fix-tests")
+    result = await nudge(env, "s-3f2a", "no casts")
+    assert result.code == 0, result
+
+    private_redis.kill()  # SIGKILL right after the XADD was acknowledged
+    private_redis.restart()
+
+    async with Redis.from_url(private_redis.url, decode_responses=True) as client:
+        [(_, fields)] = await stream_nudges(client, keys)
+    assert Nudge.from_fields(fields).nudge_id == result.out.strip()
+
+
+async def test_xadd_is_retried_with_the_same_nudge_id_when_the_reply_is_lost(
+    env: dict[str, str],
+    sessions: dict[str, str],
+    redis_client: Redis,
+    keys: Keys,
+    redis_server: RedisServer,
+) -> None:
+    with ReplyEater(redis_server.port) as proxy:
+        env["STEER_REDIS_URL"] = f"redis://127.0.0.1:{proxy.port}/0"
+        result = await nudge(env, "s-3f2a", "no casts")
+    assert result.code == 0, result
+    # Both copies carry one nudge id: the daemon applies it once.
+    entries = await stream_nudges(redis_client, keys)
+    assert [fields["nudge_id"] for _, fields in entries] == [result.out.strip()] * 2
+
+
+class ReplyEater:
+    """A TCP proxy to Redis that, on its first connection, forwards the first XADD and
+    then drops the connection instead of passing the reply on: a write whose
+    acknowledgement was lost."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self._upstream_port = upstream_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._first = True
+        self._threads: list[threading.Thread] = []
+        self._sockets: list[socket.socket] = [self._listener]
+
+    def __enter__(self) -> ReplyEater:
+        self._start(self._accept)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the threads blocked on it
+            sock.close()
+        for thread in self._threads:
+            thread.join(5)
+            assert not thread.is_alive()
+
+    def _start(self, target: object, *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            upstream = socket.create_connection(("127.0.0.1", self._upstream_port))
+            self._sockets += [client, upstream]
+            cut = threading.Event() if self._first else None
+            self._first = False
+            self._start(self._pump, client, upstream, cut, True)
+            self._start(self._pump, upstream, client, cut, False)
+
+    @staticmethod
+    def _pump(
+        src: socket.socket, dst: socket.socket, cut: threading.Event | None, requests: bool
+    ) -> None:
+        try:
+            while data := src.recv(65536):
+                if cut is not None and requests and b"XADD" in data:
+                    cut.set()  # before forwarding: the reply cannot overtake it
+                if cut is not None and not requests and cut.is_set():
+                    dst.shutdown(socket.SHUT_RDWR)  # the reply to the XADD: eat it
+                    return
+                dst.sendall(data)
+        except OSError:
+            return
