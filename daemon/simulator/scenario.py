@@ -22,7 +22,7 @@ minimum cacheable length whatever the task text, so cache figures always show.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -30,7 +30,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from daemon.simulator.request import JsonObject, content_blocks
+from daemon.simulator.request import content_blocks
 
 
 class ScenarioError(ValueError):
@@ -96,7 +96,7 @@ class ScenarioBook:
         bundled = [s for s in _load_all(_bundled_files()) if s.name not in names]
         return cls([*own, *bundled])
 
-    def select(self, messages: Sequence[JsonObject]) -> Scenario:
+    def select(self, messages: Sequence[Mapping[str, object]]) -> Scenario:
         text = first_user_text(messages)
         for scenario in self.scenarios:
             if scenario.match is not None and scenario.match in text:
@@ -104,7 +104,7 @@ class ScenarioBook:
         return self.default
 
 
-def first_user_text(messages: Sequence[JsonObject]) -> str:
+def first_user_text(messages: Sequence[Mapping[str, object]]) -> str:
     for message in messages:
         if message.get("role") == "user":
             blocks = content_blocks(message.get("content"))

@@ -13,7 +13,7 @@ hence stable across retries and restarts. A reply longer than ``max_tokens`` is 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from daemon.simulator.request import JsonObject, content_blocks
@@ -31,7 +31,11 @@ class Reply:
 
 
 def plan_reply(
-    scenario: Scenario, messages: Sequence[JsonObject], *, seed: str, max_tokens: int
+    scenario: Scenario,
+    messages: Sequence[Mapping[str, object]],
+    *,
+    seed: str,
+    max_tokens: int,
 ) -> Reply:
     """The reply for a request whose conversation hashes to ``seed``."""
     turn_index = sum(1 for m in messages if m.get("role") == "assistant")
@@ -56,7 +60,7 @@ def plan_reply(
     return _within(content, stop_reason, max_tokens)
 
 
-def latest_note(messages: Sequence[JsonObject]) -> str | None:
+def latest_note(messages: Sequence[Mapping[str, object]]) -> str | None:
     """The text of the last nudge after the last assistant message, if any."""
     note: str | None = None
     for message in reversed(messages):

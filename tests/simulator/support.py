@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import anthropic
 import httpx
@@ -15,6 +16,22 @@ from daemon.simulator import SimulatorConfig, SimulatorServer
 
 MODEL = "claude-opus-5-5"
 LOOP_TASK = "[scenario:loop] keep checking"
+
+#: Request parts as plain JSON: tests send shapes (misplaced or malformed messages)
+#: that the SDK's TypedDicts rightly reject, so they go in untyped.
+Json = dict[str, Any]
+
+
+async def create(client: anthropic.AsyncAnthropic, **params: Any) -> Message:
+    """``client.messages.create`` with plain JSON parameters."""
+    reply: Message = await client.messages.create(**params)
+    return reply
+
+
+async def streamed(client: anthropic.AsyncAnthropic, **params: Any) -> Message:
+    """The final message of ``client.messages.stream`` with plain JSON parameters."""
+    async with client.messages.stream(**params) as events:
+        return await events.get_final_message()
 
 
 def system_prompt(tag: str = "") -> str:
@@ -27,9 +44,9 @@ def system_prompt(tag: str = "") -> str:
     return f"You are a test agent ({tag}). {rules}"
 
 
-def answer_tools(message: Message, text: str = "ok") -> dict[str, object]:
+def answer_tools(message: Message, text: str = "ok") -> Json:
     """The user turn answering every tool_use of ``message``."""
-    results: list[object] = [
+    results = [
         {"type": "tool_result", "tool_use_id": block.id, "content": text}
         for block in message.content
         if block.type == "tool_use"
@@ -37,7 +54,7 @@ def answer_tools(message: Message, text: str = "ok") -> dict[str, object]:
     return {"role": "user", "content": results}
 
 
-def as_assistant(message: Message) -> dict[str, object]:
+def as_assistant(message: Message) -> Json:
     """``message`` as history, sent back verbatim."""
     return {"role": "assistant", "content": [block.to_dict() for block in message.content]}
 

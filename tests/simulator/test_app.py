@@ -5,11 +5,12 @@ from __future__ import annotations
 import anthropic
 import httpx
 import pytest
+from anthropic.types import MessageParam
 
 from tests.fixtures.simulator import SimulatorHandle
-from tests.simulator.support import MODEL, answer_tools, as_assistant
+from tests.simulator.support import MODEL, Json, answer_tools, as_assistant, create
 
-HELLO: list[anthropic.types.MessageParam] = [{"role": "user", "content": "hello"}]
+HELLO: list[MessageParam] = [{"role": "user", "content": "hello"}]
 
 
 async def test_bearer_key_from_the_sdk(anthropic_client: anthropic.AsyncAnthropic) -> None:
@@ -57,8 +58,8 @@ def test_control_endpoints_need_the_key(simulator: SimulatorHandle) -> None:
 async def test_misplaced_system_messages_are_400(
     anthropic_client: anthropic.AsyncAnthropic,
 ) -> None:
-    first = await anthropic_client.messages.create(model=MODEL, max_tokens=1000, messages=HELLO)
-    note: anthropic.types.MessageParam = {"role": "system", "content": "Operator note: hi"}
+    first = await create(anthropic_client, model=MODEL, max_tokens=1000, messages=HELLO)
+    note: Json = {"role": "system", "content": "Operator note: hi"}
     history = [*HELLO, as_assistant(first)]
     cases = {
         "between tool_use and tool_result": (
@@ -73,30 +74,23 @@ async def test_misplaced_system_messages_are_400(
     }
     for messages, expected in cases.values():
         with pytest.raises(anthropic.BadRequestError) as caught:
-            await anthropic_client.messages.create(
-                model=MODEL,
-                max_tokens=1000,
-                messages=messages,  # type: ignore[arg-type]
-            )
+            await create(anthropic_client, model=MODEL, max_tokens=1000, messages=messages)
         assert expected in caught.value.message
-        assert caught.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+        body = caught.value.body
+        assert isinstance(body, dict) and body["error"]["type"] == "invalid_request_error"
 
 
 async def test_system_message_after_tool_result_is_accepted(
     anthropic_client: anthropic.AsyncAnthropic,
 ) -> None:
-    first = await anthropic_client.messages.create(model=MODEL, max_tokens=1000, messages=HELLO)
+    first = await create(anthropic_client, model=MODEL, max_tokens=1000, messages=HELLO)
     messages = [
         *HELLO,
         as_assistant(first),
         answer_tools(first),
         {"role": "system", "content": "Operator note: prefer tabs"},
     ]
-    reply = await anthropic_client.messages.create(
-        model=MODEL,
-        max_tokens=1000,
-        messages=messages,  # type: ignore[arg-type]
-    )
+    reply = await create(anthropic_client, model=MODEL, max_tokens=1000, messages=messages)
     assert reply.content[0].type == "text"
 
 
@@ -104,7 +98,8 @@ async def test_system_message_to_a_model_without_them_is_400(
     anthropic_client: anthropic.AsyncAnthropic,
 ) -> None:
     with pytest.raises(anthropic.BadRequestError, match="not supported for model claude-sonnet-5"):
-        await anthropic_client.messages.create(
+        await create(
+            anthropic_client,
             model="claude-sonnet-5",
             max_tokens=100,
             messages=[*HELLO, {"role": "system", "content": "note"}],
@@ -113,7 +108,8 @@ async def test_system_message_to_a_model_without_them_is_400(
 
 async def test_prefill_is_400(anthropic_client: anthropic.AsyncAnthropic) -> None:
     with pytest.raises(anthropic.BadRequestError, match="Prefilling assistant messages"):
-        await anthropic_client.messages.create(
+        await create(
+            anthropic_client,
             model=MODEL,
             max_tokens=100,
             messages=[*HELLO, {"role": "assistant", "content": "Sure"}],
@@ -163,36 +159,38 @@ async def test_effort_only_system_message_may_come_first_with_its_beta(
 
 async def test_unknown_model_is_404(anthropic_client: anthropic.AsyncAnthropic) -> None:
     with pytest.raises(anthropic.NotFoundError):
-        await anthropic_client.messages.create(model="claude-nope", max_tokens=10, messages=HELLO)
+        await create(anthropic_client, model="claude-nope", max_tokens=10, messages=HELLO)
 
 
 async def test_more_than_four_breakpoints_is_400(
     anthropic_client: anthropic.AsyncAnthropic,
 ) -> None:
-    def marked(count: int) -> list[dict[str, object]]:
-        blocks: list[dict[str, object]] = [
+    def marked(count: int) -> list[Json]:
+        blocks: list[Json] = [
             {"type": "text", "text": f"part {i}", "cache_control": {"type": "ephemeral"}}
             for i in range(count)
         ]
         return [*blocks, {"type": "text", "text": "unmarked"}]
 
     with pytest.raises(anthropic.BadRequestError, match="A maximum of 4 blocks"):
-        await anthropic_client.messages.create(
+        await create(
+            anthropic_client,
             model=MODEL,
             max_tokens=10,
-            messages=[{"role": "user", "content": marked(5)}],  # type: ignore[typeddict-item]
+            messages=[{"role": "user", "content": marked(5)}],
         )
     with pytest.raises(anthropic.BadRequestError, match="automatic caching needs a free"):
-        await anthropic_client.messages.create(
+        await create(
+            anthropic_client,
             model=MODEL,
             max_tokens=10,
-            messages=[{"role": "user", "content": marked(4)}],  # type: ignore[typeddict-item]
+            messages=[{"role": "user", "content": marked(4)}],
             cache_control={"type": "ephemeral"},
         )
 
 
 async def test_max_tokens_cuts_the_reply(anthropic_client: anthropic.AsyncAnthropic) -> None:
-    reply = await anthropic_client.messages.create(model=MODEL, max_tokens=20, messages=HELLO)
+    reply = await create(anthropic_client, model=MODEL, max_tokens=20, messages=HELLO)
     assert reply.stop_reason == "max_tokens"
     assert reply.usage.output_tokens <= 20
     assert [block.type for block in reply.content] == ["text"]
@@ -206,7 +204,7 @@ async def test_models_lists_the_catalog(anthropic_client: anthropic.AsyncAnthrop
 async def test_requests_are_recorded(
     simulator: SimulatorHandle, anthropic_client: anthropic.AsyncAnthropic
 ) -> None:
-    reply = await anthropic_client.messages.create(model=MODEL, max_tokens=1000, messages=HELLO)
+    reply = await create(anthropic_client, model=MODEL, max_tokens=1000, messages=HELLO)
     recorded = [r for r in simulator.requests() if r["message_id"] == reply.id]
     assert len(recorded) == 1
     assert recorded[0]["body"] == {"model": MODEL, "max_tokens": 1000, "messages": HELLO}
