@@ -316,28 +316,37 @@ def _read_pid(path: Path) -> int | None:
 
 
 def _is_live_redis(pid: int) -> bool:
-    """Whether PID is a running redis-server: not gone, not a zombie, not reused."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        if Path("/proc/self/stat").exists():
-            return False
-        try:  # no /proc (macOS): existence is all we can check
+    """Whether PID is a redis-server that still holds its resources (port, AOF).
+
+    False for a pid that is gone or reused by another program. A zombie counts as
+    alive while any of its threads still exits: until the last one has, the listening
+    socket stays open.
+    """
+    proc = Path(f"/proc/{pid}")
+    if not Path("/proc/self").exists():  # no procfs (macOS): existence is all we know
+        try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return False
         except PermissionError:
             pass
         return True
+    try:
+        stat = (proc / "stat").read_text()
+        threads = len(os.listdir(proc / "task"))
     except OSError:
         return False
     # "<pid> (<comm>) <state> ..."; comm may itself contain ") ".
     comm, _, rest = stat.partition(" (")[2].rpartition(") ")
-    return comm.startswith("redis") and not rest.startswith(("Z", "X"))
+    exited = rest.startswith(("Z", "X")) and threads <= 1
+    return comm.startswith("redis") and not exited
 
 
 def _port_is_free(port: int) -> bool:
     with socket.socket() as sock:
+        # As redis-server binds: connections of a previous server lingering in
+        # TIME_WAIT must not make its port look taken.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
