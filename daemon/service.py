@@ -85,7 +85,11 @@ async def _model_client(
         stack.push_async_callback(client.close)
         return client, None
     simulator = SimulatorServer(
-        SimulatorConfig(token_rate=settings.sim_token_rate, api_key=SIMULATOR_KEY)
+        SimulatorConfig(
+            scenarios_dir=settings.sim_scenarios,
+            token_rate=settings.sim_token_rate,
+            api_key=SIMULATOR_KEY,
+        )
     )
     await simulator.start()
     stack.push_async_callback(simulator.stop)

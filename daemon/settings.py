@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     model: str = DEFAULT_MODEL
     #: Tokens per second the embedded simulator streams at (0: as fast as it can).
     sim_token_rate: float = 40.0
+    #: Extra scenario files for the embedded simulator (a directory of JSON files).
+    sim_scenarios: Path | None = None
     anthropic_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("ANTHROPIC_API_KEY")
     )
