@@ -3,7 +3,8 @@
 It plays scripted agents (`scenario`), models prompt caching (`cache`) and cache
 diagnostics (`diagnostics`) by the documented rules, counts tokens deterministically
 (`tokens`), streams SSE like the API (`sse`) and can be told to fail (`faults`).
-Public surface: `SimulatorConfig`, `create_app`, `SimulatorServer`, `run_simulator`.
+Public surface: `SimulatorConfig`, `create_app`, `SimulatorServer`, `run_simulator`, and
+`ScenarioError` (a scenario file that cannot be loaded).
 """
 
 from __future__ import annotations

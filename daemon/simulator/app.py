@@ -26,7 +26,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from daemon.catalog import CATALOG
-from daemon.simulator.cache import PromptCache, find_breakpoints
+from daemon.simulator.cache import Breakpoint, PromptCache, find_breakpoints
 from daemon.simulator.config import SimClock, SimulatorConfig
 from daemon.simulator.diagnostics import DiagnosticsStore, Fingerprint
 from daemon.simulator.errors import (
@@ -118,13 +118,13 @@ class _Routes:
         body = await _json_body(request)
         record = Recorded(request_id, request.url.path, body)
         try:
-            parsed, prompt = self._prepare(request, body, count_only=False)
+            parsed, prompt, breakpoints = self._prepare(request, body, count_only=False)
             record.stream = parsed.stream
             fault = self.sim.faults.take()
             if fault is not None:
                 record.fault = fault.kind
                 _refuse(fault, parsed.stream)
-            return self._reply(parsed, prompt, record, fault)
+            return self._reply(parsed, prompt, breakpoints, record, fault)
         except ApiError as error:
             record.status = error.status
             raise
@@ -133,15 +133,21 @@ class _Routes:
 
     def _prepare(
         self, request: Request, body: object, *, count_only: bool
-    ) -> tuple[MessagesRequest, Prompt]:
+    ) -> tuple[MessagesRequest, Prompt, list[Breakpoint]]:
+        """Validate the request completely (all 400s come from here) and render it."""
         betas = parse_betas(request.headers.get("anthropic-beta"))
         parsed = parse_request(body, betas=betas, count_only=count_only)
-        return parsed, render_prompt(parsed)
+        prompt = render_prompt(parsed)
+        return parsed, prompt, find_breakpoints(prompt.positions, parsed.cache_control)
 
     def _reply(
-        self, parsed: MessagesRequest, prompt: Prompt, record: Recorded, fault: Fault | None
+        self,
+        parsed: MessagesRequest,
+        prompt: Prompt,
+        breakpoints: list[Breakpoint],
+        record: Recorded,
+        fault: Fault | None,
     ) -> Response:
-        breakpoints = find_breakpoints(prompt.positions, parsed.cache_control)
         cache_usage = self.sim.cache.apply(parsed.model, prompt.positions, breakpoints)
         message_id = _new_id("msg_01")
         fingerprint = Fingerprint.of(parsed, prompt)
@@ -200,15 +206,14 @@ class _Routes:
         body = await _json_body(request)
         record = Recorded(request_id, request.url.path, body)
         try:
-            parsed, prompt = self._prepare(request, body, count_only=True)
-            find_breakpoints(prompt.positions, parsed.cache_control)
+            _, prompt, _ = self._prepare(request, body, count_only=True)
+            record.input_tokens = prompt.total_tokens
+            return JSONResponse({"input_tokens": prompt.total_tokens})
         except ApiError as error:
             record.status = error.status
             raise
         finally:
             self.sim.requests.add(record)
-        record.input_tokens = prompt.total_tokens
-        return JSONResponse({"input_tokens": prompt.total_tokens})
 
     async def models(self, request: Request, request_id: str) -> Response:
         data = [

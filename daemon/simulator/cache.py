@@ -54,10 +54,6 @@ class CacheUsage:
     def cache_creation_input_tokens(self) -> int:
         return self.ephemeral_5m_input_tokens + self.ephemeral_1h_input_tokens
 
-    @property
-    def prompt_tokens(self) -> int:
-        return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
-
     def as_usage(self) -> dict[str, object]:
         """The input side of an API ``usage`` object."""
         return {
@@ -124,9 +120,6 @@ class PromptCache:
         self._clock = clock
         self._entries: dict[tuple[str, bytes], _Entry] = {}
         self._writes = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
     def apply(
         self, model: str, positions: Sequence[Position], breakpoints: Sequence[Breakpoint]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from daemon.simulator.request import JsonObject, MessagesRequest, content_blocks
@@ -39,12 +39,7 @@ def canonical_json(value: object) -> str:
 
 
 def block_tokens(block: Mapping[str, object]) -> int:
-    size = len(canonical_json(block).encode())
-    return max(1, -(-size // 4))
-
-
-def blocks_tokens(blocks: Iterable[Mapping[str, object]]) -> int:
-    return sum(block_tokens(block) for block in blocks)
+    return _tokens(canonical_json(block))
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +101,7 @@ def render_prompt(request: MessagesRequest) -> Prompt:
     def add(block: JsonObject, path: str, tag: str, joins_run: bool, markable: bool) -> None:
         nonlocal total, step
         payload = canonical_json(block)
-        tokens = max(1, -(-len(payload.encode()) // 4))
+        tokens = _tokens(payload)
         total += tokens
         step += 0 if joins_run else 1
         digest = chain.fold(tag, payload)
@@ -148,6 +143,10 @@ def render_prompt(request: MessagesRequest) -> Prompt:
         message_digests=tuple(message_digests),
         message_tokens=tuple(message_tokens),
     )
+
+
+def _tokens(payload: str) -> int:
+    return max(1, -(-len(payload.encode()) // 4))
 
 
 def _markable(block: Mapping[str, object]) -> bool:

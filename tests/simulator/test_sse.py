@@ -73,6 +73,7 @@ def test_every_frame_has_an_event_line(simulator: SimulatorHandle) -> None:
         f"{simulator.base_url}/v1/messages", json=body, headers={"x-api-key": simulator.api_key}
     )
     assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["request-id"].startswith("req_")
     frames = [f for f in response.text.split("\n\n") if f]
     kinds = []
     for frame in frames:
