@@ -16,6 +16,7 @@ synchronous and free of redis-py.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -23,8 +24,8 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from daemon import resp
 from daemon.paths import REDIS_URL_FILE
@@ -34,6 +35,7 @@ INSTALL_HINT = (
     "or set STEER_REDIS_URL to an existing Redis"
 )
 HOST = "127.0.0.1"
+CONFIG_FILE = "redis.conf"
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 20
@@ -104,6 +106,7 @@ class RedisServer:
         return self.data_dir / "redis.pid"
 
     def running(self) -> bool:
+        """Whether the server process is alive."""
         if self._proc is not None:
             return self._proc.poll() is None
         return self._pid is not None and _is_live_redis(self._pid)
@@ -142,18 +145,14 @@ class RedisServer:
                 return self
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        """Shut down cleanly (SHUTDOWN flushes the AOF), else terminate, else kill."""
+        """Shut down cleanly (the AOF is fsynced, the pidfile removed), else kill."""
         if not self.running():
             return
-        try:
-            with resp.connect(self.url, timeout=timeout) as conn:
-                conn.execute("SHUTDOWN")
-        except (OSError, resp.RespError):
-            pass  # a successful SHUTDOWN closes the connection without a reply
-        if not self._wait_exit(timeout):
+        if not self._shutdown():
+            # The same clean shutdown, but only at the server's next cron tick (~100 ms).
             self._signal(signal.SIGTERM)
-            if not self._wait_exit(timeout):
-                self.kill()
+        if not self._wait_exit(timeout):
+            self.kill()
 
     def kill(self) -> None:
         """SIGKILL the server (a crash: only what the AOF already holds survives)."""
@@ -175,7 +174,7 @@ class RedisServer:
 
     def _launch(self, binary: str, timeout: float) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        config = self.data_dir / "redis.conf"
+        config = self.data_dir / CONFIG_FILE
         _write_private(config, self._config())
         deadline = time.monotonic() + timeout
         # Early failures (a bad config) go to stderr, before the log file is open.
@@ -201,15 +200,39 @@ class RedisServer:
                     stderr=log,
                 )
                 self._pid = self._proc.pid
+        try:
+            self.wait_ready(deadline - time.monotonic())
+        except RedisUnavailable:
+            self._signal(signal.SIGKILL)  # leave no half-started server behind
+            raise
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
+        """Wait until `ready()`; RedisUnavailable with the log tail if the server exits
+        or the time runs out."""
+        deadline = time.monotonic() + timeout
         while not self.ready():
             if self.detached:
                 self._pid = _read_pid(self.pid_file)  # written once it has daemonized
             if self._pid is not None and not self.running():
                 raise self._failed("exited during start-up")
             if time.monotonic() > deadline:
-                self._signal(signal.SIGKILL)
                 raise self._failed(f"did not answer PING within {timeout:g}s")
             time.sleep(0.01)
+
+    def _shutdown(self) -> bool:
+        """Send SHUTDOWN; whether the server took it."""
+        try:
+            conn = resp.connect(self.url, timeout=1.0)
+        except (OSError, resp.RespError):
+            return False
+        with conn:
+            try:
+                conn.execute("SHUTDOWN")
+            except OSError:
+                return True  # a successful SHUTDOWN closes the connection without a reply
+            except resp.RespError:
+                pass
+        return False
 
     def _config(self) -> str:
         lines = [
@@ -265,7 +288,7 @@ def ensure_embedded(home: Path) -> str:
 
     The server lives in `home/redis/` and is detached: it outlives the daemon. Its URL
     (with a random password) is written to `home/redis.url` (0600), where `nudge` and
-    the daemon find it. A restart keeps the previous port and password when it can.
+    the daemon find it. A restart keeps the previous port (if still free) and password.
     """
     data_dir = home / "redis"
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -273,15 +296,11 @@ def ensure_embedded(home: Path) -> str:
     with _locked(data_dir / "lock"):
         server = _embedded(home)
         if server.running():
-            if not server.ready():
-                raise RedisUnavailable(
-                    f"the embedded redis-server (pid {server.pid}) does not answer at "
-                    f"{resp.mask_url(server.url)}; see {server.log_file}"
-                )
-            return server.url
-        if not _port_is_free(server.port):
-            server.port = free_port()
-        server.start()
+            server.wait_ready()  # it may still be loading its AOF
+        else:
+            if not _port_is_free(server.port):
+                server.port = free_port()
+            server.start()
         _write_private(home / REDIS_URL_FILE, server.url + "\n")
         return server.url
 
@@ -296,16 +315,19 @@ def stop_embedded(home: Path) -> bool:
 
 
 def _embedded(home: Path) -> RedisServer:
-    """The embedded server of `home`, on the port and password of its last URL if any."""
-    port, password = None, None
+    """The embedded server of `home`: the port and password its config file names, if
+    it has one, so that a restart keeps them and a lost URL file can be rewritten."""
+    data_dir = home / "redis"
+    config: dict[str, str] = {}
     try:
-        known = urlsplit((home / REDIS_URL_FILE).read_text().strip())
-        port, password = known.port, known.password
-    except (OSError, ValueError):
+        for line in (data_dir / CONFIG_FILE).read_text().splitlines():
+            name, _, value = line.partition(" ")
+            config[name] = value.strip('"')  # our own hex password: nothing to unescape
+    except OSError:
         pass
-    return RedisServer(
-        home / "redis", port, password=password or os.urandom(16).hex(), detached=True
-    )
+    port = int(config["port"]) if config.get("port", "").isdigit() else None
+    password = config.get("requirepass") or os.urandom(16).hex()
+    return RedisServer(data_dir, port, password=password, detached=True)
 
 
 def _read_pid(path: Path) -> int | None:
@@ -322,7 +344,6 @@ def _is_live_redis(pid: int) -> bool:
     alive while any of its threads still exits: until the last one has, the listening
     socket stays open.
     """
-    proc = Path(f"/proc/{pid}")
     if not Path("/proc/self").exists():  # no procfs (macOS): existence is all we know
         try:
             os.kill(pid, 0)
@@ -332,8 +353,8 @@ def _is_live_redis(pid: int) -> bool:
             pass
         return True
     try:
-        stat = (proc / "stat").read_text()
-        threads = len(os.listdir(proc / "task"))
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        threads = len(os.listdir(f"/proc/{pid}/task"))
     except OSError:
         return False
     # "<pid> (<comm>) <state> ..."; comm may itself contain ") ".
@@ -369,16 +390,12 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-class _locked:
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
     """An exclusive flock on PATH for the duration of a `with` block."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._fd = -1
-
-    def __enter__(self) -> None:
-        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc_info: object) -> None:
-        os.close(self._fd)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -135,6 +135,20 @@ def test_embedded_server_comes_back_after_a_crash_with_its_data(home: Path) -> N
     assert not stop_embedded(home)
 
 
+def test_embedded_server_rewrites_a_lost_url_file(home: Path) -> None:
+    url = ensure_embedded(home)
+    (home / REDIS_URL_FILE).unlink()
+    assert ensure_embedded(home) == url
+    assert (home / REDIS_URL_FILE).read_text().strip() == url
+
+
+def test_stop_falls_back_to_sigterm_when_shutdown_is_refused(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path, password="right").start()
+    server.password = "wrong"  # SHUTDOWN now fails with WRONGPASS
+    server.stop()
+    assert not server.running()
+
+
 def parent_of(pid: int) -> int:
     stat_line = Path(f"/proc/{pid}/stat").read_text()
     return int(stat_line.rpartition(") ")[2].split()[1])
