@@ -119,7 +119,7 @@ def parse_args(argv: list[str]) -> Args:
 
 
 def main(argv: list[str] | None = None) -> int:
-    nudge_id = ""
+    nudge_id, sent = "", False
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
         if args.help:
@@ -138,9 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         keys = Keys(key_prefix())
         with _Redis(url) as redis:
             sid = resolve_session(session_query, _hash(redis.call("HGETALL", keys.sessions)))
-            if args.wait:
-                # Positions taken before the XADD, so no report about it can be missed.
-                since = {key: _last_id(redis, key) for key in (keys.events(sid), keys.rejected)}
+            # With --wait, read positions are taken before the XADD, so that no report
+            # about the nudge can be missed.
+            watched = (keys.events(sid), keys.rejected) if args.wait else ()
+            since = {key: _last_id(redis, key) for key in watched}
             nudge_id = "n-" + os.urandom(8).hex()
             fields = {
                 "nudge_id": nudge_id,
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 "sent_at": repr(time.time()),
             }
             redis.xadd(keys.nudges, fields)
+            sent = True
             if not args.wait:
                 print(nudge_id)
                 return EXIT_OK
@@ -160,8 +162,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nudge: {exc}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
-        queued = f"; {nudge_id} was sent and stays queued" if nudge_id else ""
-        print(f"nudge: interrupted{queued}", file=sys.stderr)
+        if sent:
+            print(f"nudge: interrupted; {nudge_id} was sent and stays queued", file=sys.stderr)
+        elif nudge_id:
+            print(f"nudge: interrupted; {nudge_id} may have been sent", file=sys.stderr)
+        else:
+            print("nudge: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import re
+import signal
 import socket
 import sys
 import threading
@@ -439,13 +440,54 @@ async def test_xadd_is_retried_with_the_same_nudge_id_when_the_reply_is_lost(
     assert [fields["nudge_id"] for _, fields in entries] == [result.out.strip()] * 2
 
 
+async def test_lost_xadd_reply_and_no_redis_for_the_retry(
+    env: dict[str, str],
+    sessions: dict[str, str],
+    redis_client: Redis,
+    keys: Keys,
+    redis_server: RedisServer,
+) -> None:
+    with ReplyEater(redis_server.port, then_refuse=True) as proxy:
+        env["STEER_REDIS_URL"] = f"redis://127.0.0.1:{proxy.port}/0"
+        error = one_line_error(await nudge(env, "s-3f2a", "no casts"), nudge_cli.EXIT_USAGE)
+    [(_, fields)] = await stream_nudges(redis_client, keys)
+    assert error == (
+        f"cannot reach Redis at redis://127.0.0.1:{proxy.port}/0: Connection refused; "
+        f"{fields['nudge_id']} may have been sent"
+    )
+
+
+async def test_interrupted_wait_says_the_nudge_stays_queued(
+    env: dict[str, str], sessions: dict[str, str], redis_client: Redis, keys: Keys
+) -> None:
+    proc = await spawn(env, "s-3f2a", "x", "--wait")
+    sent = await sent_nudge(redis_client, keys)
+    await until_blocked_in_xread(redis_client)
+    proc.send_signal(signal.SIGINT)
+    error = one_line_error(await finish(proc), nudge_cli.EXIT_INTERRUPTED)
+    assert error == f"interrupted; {sent.nudge_id} was sent and stays queued"
+
+
+async def until_blocked_in_xread(redis_client: Redis) -> None:
+    """Until some client (the nudge command, in these tests) waits in XREAD BLOCK.
+
+    Redis has no event for that, so poll CLIENT LIST, with a deadline."""
+    async with asyncio.timeout(10):
+        while True:
+            clients = await redis_client.client_list()
+            if any(c["cmd"] == "xread" and "b" in c["flags"] for c in clients):
+                return
+            await asyncio.sleep(0.01)
+
+
 class ReplyEater:
     """A TCP proxy to Redis that, on its first connection, forwards the first XADD and
     then drops the connection instead of passing the reply on: a write whose
-    acknowledgement was lost."""
+    acknowledgement was lost. With `then_refuse`, it also stops accepting connections."""
 
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int, *, then_refuse: bool = False) -> None:
         self._upstream_port = upstream_port
+        self._then_refuse = then_refuse
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self._first = True
@@ -458,9 +500,7 @@ class ReplyEater:
 
     def __exit__(self, *exc_info: object) -> None:
         for sock in self._sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)  # wakes the threads blocked on it
-            sock.close()
+            _close(sock)
         for thread in self._threads:
             thread.join(5)
             assert not thread.is_alive()
@@ -483,17 +523,24 @@ class ReplyEater:
             self._start(self._pump, client, upstream, cut, True)
             self._start(self._pump, upstream, client, cut, False)
 
-    @staticmethod
     def _pump(
-        src: socket.socket, dst: socket.socket, cut: threading.Event | None, requests: bool
+        self, src: socket.socket, dst: socket.socket, cut: threading.Event | None, requests: bool
     ) -> None:
         try:
             while data := src.recv(65536):
                 if cut is not None and requests and b"XADD" in data:
                     cut.set()  # before forwarding: the reply cannot overtake it
                 if cut is not None and not requests and cut.is_set():
-                    dst.shutdown(socket.SHUT_RDWR)  # the reply to the XADD: eat it
+                    if self._then_refuse:
+                        _close(self._listener)
+                    _close(dst)  # the reply to the XADD: eat it
                     return
                 dst.sendall(data)
         except OSError:
             return
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked on it
+    sock.close()
