@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import anthropic
+import httpx2
 from pydantic import JsonValue
 
 from daemon.agent_state import ModelReply
@@ -60,8 +61,9 @@ class AnthropicModelClient:
         except anthropic.APIStatusError as exc:
             retryable = exc.status_code in (200, 408, 409, 429) or exc.status_code >= 500
             raise ModelCallError(_describe(exc), retryable=retryable) from exc
-        except anthropic.APIConnectionError as exc:
-            raise ModelCallError(f"cannot reach the model API: {exc}", retryable=True) from exc
+        except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
+            # A connection dropped mid-stream surfaces as the SDK's raw transport error.
+            raise ModelCallError(f"cannot reach the model API: {exc!r}", retryable=True) from exc
         return _reply_of(final)
 
 

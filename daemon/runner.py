@@ -138,6 +138,8 @@ class AgentRunner:
                     acks=acks,
                 )
             except (RedisError, OSError) as exc:
+                if cancelling():
+                    raise
                 self._log.warning("agent.commit_failed error=%s retry_in=%.2fs", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, COMMIT_RETRY_MAX_S)
@@ -145,7 +147,8 @@ class AgentRunner:
                 if await self._store.step_landed(self.core.config, self.core.state.commits):
                     return []
             except (RedisError, OSError):
-                pass
+                if cancelling():
+                    raise
 
     async def _call_model(self, action: CallModel) -> None:
         try:
@@ -161,3 +164,9 @@ class AgentRunner:
             outcome = await run_tool(self._workspace, call.name, call.input)
             results.append(ToolResult(call, outcome.content, outcome.is_error))
         self._inbox.put_nowait(ToolsDone(results))
+
+
+def cancelling() -> bool:
+    # redis-py can report a cancelled command as a ConnectionError: never retry those.
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -89,6 +89,7 @@ async def _model_client(
             scenarios_dir=settings.sim_scenarios,
             token_rate=settings.sim_token_rate,
             api_key=SIMULATOR_KEY,
+            max_recorded=0,  # the request log is for tests; a daemon keeps no bodies
         )
     )
     await simulator.start()

@@ -24,7 +24,7 @@ from daemon.agent_state import ROOT, AgentConfig
 from daemon.catalog import model_info
 from daemon.model_client import ModelClient
 from daemon.prompts import system_prompt
-from daemon.runner import AgentRunner, FrameSink, NudgeInput, ResumeInput
+from daemon.runner import AgentRunner, FrameSink, NudgeInput, ResumeInput, cancelling
 from daemon.store import NudgeEntry, Store
 from daemon.tools import TOOL_SPECS
 from protocol.events import Event, NudgeRejected, SessionCreated
@@ -36,6 +36,7 @@ log = logging.getLogger("steer.supervisor")
 CONSUMER = "steerd"
 NUDGE_BLOCK_MS = 1_000
 RETRY_DELAY_S = 0.5
+STOP_RECANCEL_S = 0.2
 
 
 class UnknownSession(LookupError):
@@ -75,9 +76,13 @@ class Supervisor:
         self._spawn(self._consume_nudges())
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # redis-py retries a command whose connection broke, and a cancelled blocking read
+        # can look like one: a single cancel() may be absorbed, so repeat until all ended.
+        pending = set(self._tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=STOP_RECANCEL_S)
         self._tasks.clear()
 
     # -- verbs ------------------------------------------------------------------
@@ -186,6 +191,8 @@ class Supervisor:
                 log.error("nudges.history_lost: the nudge stream or its group vanished")
                 await self.store.ensure_nudge_group()
             except (RedisError, OSError) as exc:
+                if cancelling():
+                    raise  # redis-py can turn a cancelled blocking read into ConnectionError
                 log.warning("nudges.redis_unavailable error=%s", exc)
                 await asyncio.sleep(RETRY_DELAY_S)
                 pending = True

@@ -85,4 +85,3 @@ class SendNudge(BaseModel):
     author: str = Field(default="operator", min_length=1, max_length=MAX_AUTHOR_CHARS)
     #: Optional client-chosen id, so a retried request cannot apply twice.
     nudge_id: str | None = Field(default=None, min_length=1, max_length=64)
-

@@ -12,4 +12,14 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+# Reinstall only when pyproject.toml changed; show pip's log only if it fails.
+stamp=".venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)"
+if [ ! -e "$stamp" ]; then
+    echo "steer: installing Python packages into .venv" >&2
+    if ! .venv/bin/python -m pip install --disable-pip-version-check -e '.[test]' >.venv/pip.log 2>&1; then
+        cat .venv/pip.log >&2
+        exit 1
+    fi
+    rm -f .venv/.installed-*
+    touch "$stamp"
+fi

@@ -194,13 +194,13 @@ async def test_a_restarted_supervisor_resumes_and_applies_a_nudge_sent_while_it_
     assert [m["role"] for m in agents[0].messages].count("system") == 1
 
 
-async def until_consumed(store: Store, entry_id: str, timeout: float = 10.0) -> None:
+async def until_consumed(store: Store, entry_id: str, within: float = 10.0) -> None:
     """Wait until the daemon's group has read and acknowledged everything up to entry_id."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         groups = await store.redis.xinfo_groups(store.keys.nudges)
         group = next(g for g in groups if g["name"] == NUDGE_GROUP)
         if group["last-delivered-id"] == entry_id and group["pending"] == 0:
             return
         await asyncio.sleep(0.01)
-    raise AssertionError(f"nudge entry {entry_id} was not consumed in {timeout}s")
+    raise AssertionError(f"nudge entry {entry_id} was not consumed in {within}s")
