@@ -291,7 +291,9 @@ def test_a_restored_agent_reports_interrupted_tools_instead_of_rerunning_them() 
     core = AgentCore(config())
     core.start()
     core.model_replied(reply(tools=1))
-    restored = AgentCore(core.config, AgentState.model_validate(core.state.model_dump()), core.messages)
+    restored = AgentCore(
+        core.config, AgentState.model_validate(core.state.model_dump()), core.messages
+    )
     step = restored.start()
     last = messages_of(step)[-1]
     block = last["content"][0]  # type: ignore[index]
