@@ -400,4 +400,4 @@ def _tool_calls(message: Message) -> tuple[ToolCall, ...]:
 
 
 def _text_of(content: list[dict[str, JsonValue]]) -> str:
-    return "".join(str(b.get("text", "")) for b in content if b.get("type") == "text")
+    return "\n".join(str(b.get("text", "")) for b in content if b.get("type") == "text")
