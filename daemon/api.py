@@ -28,7 +28,8 @@ from protocol.nudges import Nudge, SendNudge
 from protocol.sessions import SessionSpec, SessionSummary, StartSession
 
 MAX_BODY_BYTES = 256 * 1024
-FOLLOW_BLOCK_MS = 5_000
+#: Well under redis-py's default 5 s socket timeout, which a longer BLOCK would hit.
+FOLLOW_BLOCK_MS = 2_000
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 Scope = MutableMapping[str, Any]

@@ -50,8 +50,10 @@ class DaemonClient:
                 for line in response.iter_lines():
                     if line.strip():
                         yield line
+        except httpx.ConnectError as exc:
+            raise ClientError(f"{NOT_RUNNING} at {self.url}: {exc}") from exc
         except httpx.TransportError as exc:
-            raise ClientError(f"{NOT_RUNNING}: {exc}") from exc
+            raise ClientError(f"lost the daemon's event stream: {exc}") from exc
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
