@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("daemon", help="run the daemon in the foreground")
     p.set_defaults(func=_daemon)
 
+    p = sub.add_parser(
+        "stop-redis", help="shut down the embedded Redis (it outlives the daemon on purpose)"
+    )
+    p.set_defaults(func=_stop_redis)
+
     p = sub.add_parser("sim", help="run the Messages API simulator in the foreground")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8787)
@@ -94,6 +99,14 @@ def _daemon(args: argparse.Namespace) -> int:
     except RedisUnavailable as exc:
         print(f"steer: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _stop_redis(args: argparse.Namespace) -> int:
+    from daemon.redis_server import stop_embedded
+
+    home = steer_home()
+    print("stopped" if stop_embedded(home) else f"no embedded Redis running under {home}")
     return 0
 
 

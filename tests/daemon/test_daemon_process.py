@@ -105,6 +105,22 @@ def test_run_ls_show_logs_and_nudge_wait(daemon: DaemonProcess, tmp_path: Path) 
     shown = daemon.cli("show", sid[:4])
     assert "system · NUDGE" in shown.stdout and "no casts" in shown.stdout
 
+    with subprocess.Popen(
+        [BIN / "steer", "logs", sid, "-f", "--json"],
+        env=daemon.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as follow:
+        assert follow.stdout is not None
+        nudged = daemon.cli(sid, "followed", tool="nudge")
+        assert nudged.returncode == 0
+        nudge_id = nudged.stdout.strip()
+        for line in follow.stdout:  # live: replayed history, then the new events
+            event = json.loads(line)["event"]
+            if event["type"] == "nudge.delivered" and event["nudge_id"] == nudge_id:
+                break
+        follow.terminate()
+
     logs = daemon.cli("logs", "e2e")
     assert "nudge.delivered" in logs.stdout and "session.created" in logs.stdout
     as_json = daemon.cli("logs", sid, "--json")
