@@ -39,7 +39,7 @@ class Nudge(BaseModel):
     nudge_id: str = Field(min_length=1, max_length=64)
     session: str = Field(min_length=1, max_length=64)
     #: Agent id inside the session; None addresses the root agent.
-    agent: str | None = None
+    agent: str | None = Field(default=None, max_length=64)
     mode: NudgeMode = "steer"
     text: NudgeText
     author: str = Field(default="operator", min_length=1, max_length=MAX_AUTHOR_CHARS)
