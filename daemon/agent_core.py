@@ -133,22 +133,16 @@ class AgentCore:
             )
             self._append({"role": "user", "content": self.config.task})
             return self._call_model(step)
+        if self.state.status == "idle" and self.state.pending:
+            return self._go_on(step)
         if self.state.status not in ("running", "waiting"):
-            if self.state.status == "idle" and self.state.pending:
-                return self._deliver_and_call(step, self._take_pending(queue_too=True))
             return step
         calls = _tool_calls(self._messages[-1])
         if calls:
             # Tools that were running when the daemon died: never re-run them blindly.
             self._busy = "tools"
             return self.tools_finished([ToolResult(c, TOOL_INTERRUPTED, True) for c in calls])
-        if self._messages[-1]["role"] == "assistant":
-            self._set_status(step, "idle")
-            return step
-        nudges = self._take_pending(queue_too=False)
-        if nudges:
-            return self._deliver_and_call(step, nudges)
-        return self._call_model(step)
+        return self._go_on(step)
 
     def model_replied(self, reply: ModelReply) -> Step:
         self._expect("model")
@@ -198,12 +192,7 @@ class AgentCore:
             return self._call_model(step)
         if reply.stop_reason == "refusal":
             return self._fail(step, "the model refused to continue")
-        # The turn ended: steer nudges that waited for a boundary and queued ones go now.
-        nudges = self._take_pending(queue_too=True)
-        if nudges:
-            return self._deliver_and_call(step, nudges)
-        self._set_status(step, "idle")
-        return step
+        return self._go_on(step)
 
     def model_failed(self, message: str, *, retryable: bool = True) -> Step:
         self._expect("model")
@@ -267,16 +256,7 @@ class AgentCore:
         if self._busy is not None or self.state.status not in ("failed", "paused"):
             return step
         self.state.error = None
-        if self._messages and self._messages[-1]["role"] == "assistant":
-            nudges = self._take_pending(queue_too=True)
-            if nudges:
-                return self._deliver_and_call(step, nudges)
-            self._set_status(step, "idle")
-            return step
-        nudges = self._take_pending(queue_too=False)
-        if nudges:
-            return self._deliver_and_call(step, nudges)
-        return self._call_model(step)
+        return self._go_on(step)
 
     # -- internals --------------------------------------------------------------
 
@@ -306,6 +286,18 @@ class AgentCore:
         taken = [n for n in self.state.pending if queue_too or n.mode != "queue"]
         self.state.pending = [n for n in self.state.pending if n not in taken]
         return taken
+
+    def _go_on(self, step: Step) -> Step:
+        """At a boundary: deliver pending nudges (queued ones too if the turn has ended),
+        then ask the model to go on; with nothing to deliver after an ended turn, idle."""
+        turn_ended = self._messages[-1]["role"] == "assistant"
+        nudges = self._take_pending(queue_too=turn_ended)
+        if nudges:
+            return self._deliver_and_call(step, nudges)
+        if turn_ended:
+            self._set_status(step, "idle")
+            return step
+        return self._call_model(step)
 
     def _deliver_and_call(self, step: Step, nudges: list[Nudge]) -> Step:
         """Append nudges at the current boundary, then ask the model to go on."""
