@@ -416,6 +416,15 @@ async def test_acknowledged_nudge_survives_a_redis_crash(
     result = await nudge(env, "s-3f2a", "no casts")
     assert result.code == 0, result
 
+    # everysec may postpone the AOF write() while a background fsync runs (and still reply);
+    # once the buffer is in the file, a process kill cannot lose it (an OS crash could).
+    async with Redis.from_url(private_redis.url, decode_responses=True) as client:
+        for _ in range(500):  # bounded: Redis writes its AOF buffer at least every 2 s
+            if not (await client.info("persistence"))["aof_buffer_length"]:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("Redis never wrote its AOF buffer")
     private_redis.kill()  # SIGKILL right after the XADD was acknowledged
     private_redis.restart()
 
