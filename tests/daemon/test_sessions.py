@@ -8,9 +8,13 @@ import json
 import time
 from pathlib import Path
 
+from redis.asyncio import Redis
+
 from daemon.agent_core import IDLE_USER_TURN
-from daemon.keys import NUDGE_GROUP
+from daemon.keys import NUDGE_GROUP, Keys
+from daemon.model_client import AnthropicModelClient
 from daemon.placement import placement_problems
+from daemon.redis_server import RedisServer
 from daemon.store import Store
 from daemon.supervisor import CONSUMER, Supervisor
 from protocol.events import ModelReplied, NudgeDelivered
@@ -204,3 +208,32 @@ async def until_consumed(store: Store, entry_id: str, within: float = 10.0) -> N
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"nudge entry {entry_id} was not consumed in {within}s")
+
+
+async def test_a_session_survives_a_redis_crash_mid_step(
+    private_redis: RedisServer, model_client: AnthropicModelClient, tmp_path: Path
+) -> None:
+    redis = Redis.from_url(private_redis.url, decode_responses=True)
+    store = Store(redis, Keys("crash"))
+    sup = Supervisor(store, model_client, default_model="claude-opus-5-5")
+    await sup.start()
+    spec = await sup.create_session(start("[scenario:slow-tool] redis crash", tmp_path))
+    await wait_for(store, spec.id, is_event("tool.call"))
+
+    private_redis.kill()  # SIGKILL while the tool runs: its result must wait for Redis
+    (tmp_path / "go").touch()
+    for _ in range(1000):  # bounded wait for the tool to end while Redis is down
+        if (tmp_path / "finished").exists():
+            break
+        await asyncio.sleep(0.01)
+    private_redis.restart()  # same port and AOF: everything acknowledged before is back
+
+    watcher = Store(Redis.from_url(private_redis.url, decode_responses=True), Keys("crash"))
+    await wait_for(watcher, spec.id, is_status("idle"), within=30)
+    agents = await watcher.load_agents(spec.id)
+    await watcher.redis.aclose()
+    roles = [m["role"] for m in agents[0].messages]
+    assert roles == ["user", "assistant", "user", "assistant"]
+    assert agents[0].state.status == "idle"
+    await sup.stop()
+    await redis.aclose()
