@@ -196,11 +196,7 @@ class AgentCore:
 
     def model_failed(self, message: str, *, retryable: bool = True) -> Step:
         self._expect("model")
-        step = Step()
-        step.events.append(
-            AgentFailed(agent=self.config.agent, message=message, retryable=retryable)
-        )
-        return self._fail(step, message, emit=False)
+        return self._fail(Step(), message, retryable=retryable)
 
     def tools_finished(self, results: Iterable[ToolResult]) -> Step:
         self._expect("tools")
@@ -275,10 +271,11 @@ class AgentCore:
                 AgentStatusChanged(agent=self.config.agent, status=status, reason=reason)
             )
 
-    def _fail(self, step: Step, message: str, *, emit: bool = True) -> Step:
+    def _fail(self, step: Step, message: str, *, retryable: bool = True) -> Step:
         self.state.error = message
-        if emit:
-            step.events.append(AgentFailed(agent=self.config.agent, message=message))
+        step.events.append(
+            AgentFailed(agent=self.config.agent, message=message, retryable=retryable)
+        )
         self._set_status(step, "failed", message)
         return step
 

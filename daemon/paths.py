@@ -36,3 +36,13 @@ def configured_redis_url() -> str | None:
         return (steer_home() / REDIS_URL_FILE).read_text().strip() or None
     except OSError:
         return None
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a 0600 file atomically (readers never see it half-written)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.chmod(tmp, 0o600)  # O_CREAT's mode does not apply to an existing file
+    os.replace(tmp, path)

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from daemon import resp
-from daemon.paths import REDIS_URL_FILE
+from daemon.paths import REDIS_URL_FILE, write_private
 
 INSTALL_HINT = (
     "redis-server is not installed: install it (e.g. `apt-get install redis-server`) "
@@ -175,7 +175,7 @@ class RedisServer:
     def _launch(self, binary: str, timeout: float) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / CONFIG_FILE
-        _write_private(config, self._config())
+        write_private(config, self._config())
         deadline = time.monotonic() + timeout
         # Early failures (a bad config) go to stderr, before the log file is open.
         with self.log_file.open("ab") as log:
@@ -301,7 +301,7 @@ def ensure_embedded(home: Path) -> str:
             if not _port_is_free(server.port):
                 server.port = free_port()
             server.start()
-        _write_private(home / REDIS_URL_FILE, server.url + "\n")
+        write_private(home / REDIS_URL_FILE, server.url + "\n")
         return server.url
 
 
@@ -378,16 +378,6 @@ def _port_is_free(port: int) -> bool:
 def _quote(value: str) -> str:
     """A redis.conf string: double-quoted, with backslashes and quotes escaped."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a 0600 file atomically (readers never see it half-written)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.chmod(tmp, 0o600)  # O_CREAT's mode does not apply to an existing file
-    os.replace(tmp, path)
 
 
 @contextlib.contextmanager

@@ -14,7 +14,6 @@ import os
 import secrets
 import socket
 from contextlib import AsyncExitStack
-from pathlib import Path
 
 import anthropic
 import uvicorn
@@ -23,7 +22,7 @@ from redis.asyncio import Redis
 from daemon.api import LoopbackGuard, create_api
 from daemon.keys import Keys
 from daemon.model_client import AnthropicModelClient
-from daemon.paths import DAEMON_FILE, TOKEN_FILE
+from daemon.paths import DAEMON_FILE, TOKEN_FILE, write_private
 from daemon.redis_server import ensure_embedded
 from daemon.settings import Settings
 from daemon.simulator import SimulatorConfig, SimulatorServer
@@ -59,9 +58,9 @@ async def serve(settings: Settings) -> None:
         server = uvicorn.Server(
             uvicorn.Config(app, log_level="warning", lifespan="off", ws_max_size=1 << 20)
         )
-        _write_private(home / TOKEN_FILE, token)
+        write_private(home / TOKEN_FILE, token)
         info = {"url": f"http://127.0.0.1:{port}", "pid": os.getpid(), "simulator": simulator_url}
-        _write_private(home / DAEMON_FILE, json.dumps(info))
+        write_private(home / DAEMON_FILE, json.dumps(info))
         stack.callback((home / DAEMON_FILE).unlink, missing_ok=True)
         log.info(
             "daemon.listening url=%s model=%s simulator=%s",
@@ -99,10 +98,3 @@ async def _model_client(
     )
     stack.push_async_callback(client.close)
     return client, simulator.base_url
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o600)

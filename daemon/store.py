@@ -80,18 +80,21 @@ class Store:
 
     async def load_agents(self, sid: str) -> list[StoredAgent]:
         configs: dict[str, str] = await self.redis.hgetall(self.keys.agents(sid))
-        agents = []
-        for aid, raw_config in configs.items():
-            raw_state = await self.redis.get(self.keys.state(sid, aid))
-            raw_messages: list[str] = await self.redis.lrange(self.keys.messages(sid, aid), 0, -1)
-            agents.append(
-                StoredAgent(
-                    config=AgentConfig.model_validate_json(raw_config),
-                    state=AgentState.model_validate_json(raw_state) if raw_state else AgentState(),
-                    messages=[json.loads(m) for m in raw_messages],
-                )
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for aid in configs:
+                pipe.get(self.keys.state(sid, aid))
+                pipe.lrange(self.keys.messages(sid, aid), 0, -1)
+            replies = await pipe.execute()
+        return [
+            StoredAgent(
+                config=AgentConfig.model_validate_json(raw_config),
+                state=AgentState.model_validate_json(raw_state) if raw_state else AgentState(),
+                messages=[json.loads(m) for m in raw_messages],
             )
-        return agents
+            for raw_config, raw_state, raw_messages in zip(
+                configs.values(), replies[::2], replies[1::2], strict=True
+            )
+        ]
 
     # -- agent steps ------------------------------------------------------------
 
@@ -232,6 +235,6 @@ class Store:
             pipe.xadd(key, {"frame": frame.model_dump_json()}, id=f"{frame.seq}-0")
 
 
-def _dumps(message: Message | JsonValue) -> str:
+def _dumps(message: JsonValue) -> str:
     # Compact and key-order-preserving: what is stored is what is re-sent.
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False)

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 AgentStatus = Literal["running", "waiting", "idle", "paused", "done", "failed"]
 
-MAX_TASK_BYTES = 64 * 1024
+MAX_TASK_CHARS = 64 * 1024
 
 
 class Usage(BaseModel):
@@ -41,7 +41,7 @@ class StartSession(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    task: str = Field(min_length=1, max_length=MAX_TASK_BYTES)
+    task: str = Field(min_length=1, max_length=MAX_TASK_CHARS)
     workdir: str = Field(min_length=1, max_length=4096)
     model: str | None = Field(default=None, max_length=128)
     name: str | None = Field(

@@ -18,17 +18,38 @@ from daemon.redis_server import RedisServer
 from daemon.store import Store
 from daemon.supervisor import CONSUMER, Supervisor
 from protocol.events import ModelReplied, NudgeDelivered
-from protocol.sessions import StartSession
+from protocol.nudges import Nudge, NudgeMode
+from protocol.sessions import SessionSpec, StartSession
 from tests.fixtures.daemon import is_event, is_status, send_nudge, wait_for
+from tests.fixtures.simulator import SimulatorHandle
 
 
 def start(task: str, workdir: Path, model: str | None = None) -> StartSession:
     return StartSession(task=task, workdir=str(workdir), model=model)
 
 
-def requests_of(simulator: object, task: str) -> list[dict[str, object]]:
+async def nudge_during_tool(
+    supervisor: Supervisor,
+    store: Store,
+    workdir: Path,
+    task: str,
+    text: str,
+    *,
+    mode: NudgeMode = "steer",
+    model: str | None = None,
+) -> tuple[SessionSpec, Nudge]:
+    """Start a slow-tool session, nudge it while its tool runs, then let the tool end."""
+    spec = await supervisor.create_session(start(task, workdir, model))
+    await wait_for(store, spec.id, is_event("tool.call"))
+    nudge = await send_nudge(store, spec.id, text, mode=mode)
+    await wait_for(store, spec.id, is_event("nudge.received"))
+    (workdir / "go").touch()
+    return spec, nudge
+
+
+def requests_of(simulator: SimulatorHandle, task: str) -> list[dict[str, object]]:
     """The request bodies the simulator received for the session with this task."""
-    bodies = [r["body"] for r in simulator.requests()]  # type: ignore[attr-defined]
+    bodies = [r["body"] for r in simulator.requests()]
     return [b for b in bodies if b["messages"][0]["content"] == task]
 
 
@@ -47,7 +68,7 @@ async def test_a_session_runs_its_tools_and_goes_idle(
 
 
 async def test_twenty_requests_with_three_nudges_keep_the_cache(
-    supervisor: Supervisor, store: Store, simulator: object, tmp_path: Path
+    supervisor: Supervisor, store: Store, simulator: SimulatorHandle, tmp_path: Path
 ) -> None:
     task = f"[scenario:twenty] cache check {tmp_path.name}"
     spec = await supervisor.create_session(start(task, tmp_path))
@@ -81,14 +102,10 @@ async def test_twenty_requests_with_three_nudges_keep_the_cache(
 
 
 async def test_a_nudge_during_a_tool_lands_after_its_result(
-    supervisor: Supervisor, store: Store, simulator: object, tmp_path: Path
+    supervisor: Supervisor, store: Store, simulator: SimulatorHandle, tmp_path: Path
 ) -> None:
     task = f"[scenario:slow-tool] {tmp_path.name}"
-    spec = await supervisor.create_session(start(task, tmp_path))
-    await wait_for(store, spec.id, is_event("tool.call"))
-    nudge = await send_nudge(store, spec.id, "no casts")
-    await wait_for(store, spec.id, is_event("nudge.received"))
-    (tmp_path / "go").touch()  # let the tool finish
+    spec, nudge = await nudge_during_tool(supervisor, store, tmp_path, task, "no casts")
     delivered = await wait_for(store, spec.id, is_event("nudge.delivered", nudge_id=nudge.nudge_id))
     assert delivered.event.request_no == 2  # type: ignore[union-attr]
     messages = requests_of(simulator, task)[1]["messages"]
@@ -99,7 +116,7 @@ async def test_a_nudge_during_a_tool_lands_after_its_result(
 
 
 async def test_a_nudge_wakes_an_idle_agent(
-    supervisor: Supervisor, store: Store, simulator: object, tmp_path: Path
+    supervisor: Supervisor, store: Store, simulator: SimulatorHandle, tmp_path: Path
 ) -> None:
     task = f"[scenario:short] idle {tmp_path.name}"
     spec = await supervisor.create_session(start(task, tmp_path))
@@ -113,14 +130,12 @@ async def test_a_nudge_wakes_an_idle_agent(
 
 
 async def test_queue_nudges_wait_for_the_end_of_the_turn(
-    supervisor: Supervisor, store: Store, simulator: object, tmp_path: Path
+    supervisor: Supervisor, store: Store, simulator: SimulatorHandle, tmp_path: Path
 ) -> None:
     task = f"[scenario:slow-tool] queue {tmp_path.name}"
-    spec = await supervisor.create_session(start(task, tmp_path))
-    await wait_for(store, spec.id, is_event("tool.call"))
-    nudge = await send_nudge(store, spec.id, "then write the docs", mode="queue")
-    await wait_for(store, spec.id, is_event("nudge.received"))
-    (tmp_path / "go").touch()
+    spec, nudge = await nudge_during_tool(
+        supervisor, store, tmp_path, task, "then write the docs", mode="queue"
+    )
     applied = await wait_for(store, spec.id, is_event("nudge.applied", nudge_id=nudge.nudge_id))
     assert applied.event.request_no == 3  # type: ignore[union-attr]  # not request 2, after the tool
     bodies = requests_of(simulator, task)
@@ -128,14 +143,12 @@ async def test_queue_nudges_wait_for_the_end_of_the_turn(
 
 
 async def test_models_without_system_messages_get_an_operator_note(
-    supervisor: Supervisor, store: Store, simulator: object, tmp_path: Path
+    supervisor: Supervisor, store: Store, simulator: SimulatorHandle, tmp_path: Path
 ) -> None:
     task = f"[scenario:slow-tool] fallback {tmp_path.name}"
-    spec = await supervisor.create_session(start(task, tmp_path, model="claude-sonnet-5"))
-    await wait_for(store, spec.id, is_event("tool.call"))
-    nudge = await send_nudge(store, spec.id, "no casts")
-    await wait_for(store, spec.id, is_event("nudge.received"))
-    (tmp_path / "go").touch()
+    spec, nudge = await nudge_during_tool(
+        supervisor, store, tmp_path, task, "no casts", model="claude-sonnet-5"
+    )
     delivered = await wait_for(store, spec.id, is_event("nudge.delivered", nudge_id=nudge.nudge_id))
     assert delivered.event.path == "user_note"  # type: ignore[union-attr]
     last = requests_of(simulator, task)[1]["messages"][-1]
@@ -159,9 +172,9 @@ async def test_nudges_for_unknown_agents_and_sessions_are_reported(
 
 
 async def test_a_failed_model_call_is_visible_and_resumable(
-    supervisor: Supervisor, store: Store, simulator: object, tmp_path: Path
+    supervisor: Supervisor, store: Store, simulator: SimulatorHandle, tmp_path: Path
 ) -> None:
-    simulator.fault("overloaded", count=3, retry_after=0)  # type: ignore[attr-defined]  # > SDK retries
+    simulator.fault("overloaded", count=3, retry_after=0)  # more than the SDK's retries
     spec = await supervisor.create_session(start("[scenario:short] overloaded", tmp_path))
     failed = await wait_for(store, spec.id, is_status("failed"))
     assert "529" in (supervisor.summary(spec.id).agents[0].error or "")
@@ -170,9 +183,9 @@ async def test_a_failed_model_call_is_visible_and_resumable(
 
 
 async def test_a_restarted_supervisor_resumes_and_applies_a_nudge_sent_while_it_was_down(
-    store: Store, model_client: object, tmp_path: Path
+    store: Store, model_client: AnthropicModelClient, tmp_path: Path
 ) -> None:
-    first = Supervisor(store, model_client, default_model="claude-opus-5-5")  # type: ignore[arg-type]
+    first = Supervisor(store, model_client, default_model="claude-opus-5-5")
     await first.start()
     spec = await first.create_session(start("[scenario:short] restart", tmp_path))
     idle = await wait_for(store, spec.id, is_status("idle"))
@@ -182,7 +195,7 @@ async def test_a_restarted_supervisor_resumes_and_applies_a_nudge_sent_while_it_
     # A crash between read and apply: the entry is delivered to the consumer, never acked.
     await store.redis.xreadgroup(NUDGE_GROUP, CONSUMER, {store.keys.nudges: ">"})
 
-    second = Supervisor(store, model_client, default_model="claude-opus-5-5")  # type: ignore[arg-type]
+    second = Supervisor(store, model_client, default_model="claude-opus-5-5")
     await second.start()
     await wait_for(store, spec.id, is_event("nudge.delivered", nudge_id=nudge.nudge_id))
     await wait_for(store, spec.id, is_status("idle"), since=idle.seq)
