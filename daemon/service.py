@@ -19,7 +19,8 @@ import anthropic
 import uvicorn
 from redis.asyncio import Redis
 
-from daemon.api import LoopbackGuard, create_api
+from daemon.api import create_api
+from daemon.guard import LoopbackGuard
 from daemon.keys import Keys
 from daemon.model_client import AnthropicModelClient
 from daemon.paths import DAEMON_FILE, TOKEN_FILE, write_private

@@ -22,13 +22,14 @@ from redis.exceptions import RedisError, ResponseError
 from daemon.agent_core import AgentCore
 from daemon.agent_state import ROOT, AgentConfig
 from daemon.catalog import model_info
+from daemon.errors import CommandError, UnknownSession
 from daemon.model_client import ModelClient
 from daemon.prompts import system_prompt
 from daemon.runner import AgentRunner, FrameSink, NudgeInput, ResumeInput, cancelling
 from daemon.store import NudgeEntry, Store
 from daemon.tools import TOOL_SPECS
 from protocol.events import Event, NudgeRejected, SessionCreated
-from protocol.nudges import Nudge
+from protocol.nudges import Nudge, SendNudge
 from protocol.sessions import AgentSummary, SessionSpec, SessionSummary, StartSession
 
 log = logging.getLogger("steer.supervisor")
@@ -37,10 +38,6 @@ CONSUMER = "steerd"
 NUDGE_BLOCK_MS = 1_000
 RETRY_DELAY_S = 0.5
 STOP_RECANCEL_S = 0.2
-
-
-class UnknownSession(LookupError):
-    pass
 
 
 class Supervisor:
@@ -148,6 +145,34 @@ class Supervisor:
         for aid, runner in self._runners.get(sid, {}).items():
             if agent is None or aid == agent:
                 runner.deliver(ResumeInput())
+
+    # Control verbs. Each returns once the verb took effect on every agent concerned
+    # (persisted, events emitted) and raises CommandError when it cannot.
+
+    async def send_nudge(self, sid: str, body: SendNudge) -> Nudge:
+        """Queue a nudge on the nudge stream (any mode); returns it as queued."""
+        raise CommandError("conflict", "not built yet")
+
+    async def pause_agents(self, sid: str, agent: str | None, *, now: bool, author: str) -> None:
+        raise CommandError("conflict", "not built yet")
+
+    async def resume_agents(self, sid: str, agent: str | None, *, author: str) -> None:
+        raise CommandError("conflict", "not built yet")
+
+    async def veto(self, sid: str, agent: str | None, *, reason: str | None, author: str) -> None:
+        raise CommandError("conflict", "not built yet")
+
+    async def decide(
+        self,
+        sid: str,
+        agent: str | None,
+        call_id: str,
+        *,
+        approve: bool,
+        reason: str | None,
+        author: str,
+    ) -> None:
+        raise CommandError("conflict", "not built yet")
 
     # -- internals --------------------------------------------------------------
 

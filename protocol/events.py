@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from protocol.nudges import DeliveryPath, Nudge, NudgeMode
 from protocol.sessions import AgentStatus, SessionSpec, Usage
 
+#: pause: at the next boundary; pause_now: cancel the in-flight model call first.
+ControlVerb = Literal["pause", "pause_now", "resume", "veto"]
+
 
 class _Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -43,6 +46,10 @@ class SessionCreated(_Event):
 class AgentStarted(_Event):
     type: Literal["agent.started"] = "agent.started"
     parent: str | None = None
+    #: The `spawn_agents` tool call that created it (subagents).
+    parent_call: str | None = None
+    #: The label its parent gave it (subagents).
+    name: str | None = None
     task: str
     model: str
 
@@ -72,6 +79,15 @@ class ModelReplied(_Event):
     cache: CacheReport
 
 
+class ModelCancelled(_Event):
+    """The in-flight request was cancelled (redirect, pause --now or veto); whatever it
+    had streamed is dropped, never appended."""
+
+    type: Literal["model.cancelled"] = "model.cancelled"
+    request_no: int
+    reason: str
+
+
 class ToolCalled(_Event):
     type: Literal["tool.call"] = "tool.call"
     call_id: str
@@ -86,6 +102,32 @@ class ToolFinished(_Event):
     is_error: bool
     #: The result as the model saw it, cut to a preview.
     output: str
+
+
+class ApprovalRequested(_Event):
+    """A tool call waits for `approve` or `deny` (the session's approval policy)."""
+
+    type: Literal["approval.requested"] = "approval.requested"
+    call_id: str
+    name: str
+    input: dict[str, JsonValue]
+
+
+class ApprovalDecided(_Event):
+    type: Literal["approval.decided"] = "approval.decided"
+    call_id: str
+    approved: bool
+    reason: str | None = None
+    author: str
+
+
+class OperatorAction(_Event):
+    """An operator's control verb, recorded when it took effect on the agent."""
+
+    type: Literal["operator.action"] = "operator.action"
+    verb: ControlVerb
+    author: str
+    reason: str | None = None
 
 
 class NudgeReceived(_Event):
@@ -132,8 +174,12 @@ Event = Annotated[
     | AgentStatusChanged
     | ModelRequestSent
     | ModelReplied
+    | ModelCancelled
     | ToolCalled
     | ToolFinished
+    | ApprovalRequested
+    | ApprovalDecided
+    | OperatorAction
     | NudgeReceived
     | NudgeApplied
     | NudgeDelivered

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 #: steer: next boundary; redirect: interrupt now, then deliver; queue: when the turn ends.
 NudgeMode = Literal["steer", "redirect", "queue"]
@@ -45,9 +45,19 @@ class Nudge(BaseModel):
     author: str = Field(default="operator", min_length=1, max_length=MAX_AUTHOR_CHARS)
     #: Unix time (seconds) at which the sender wrote it.
     sent_at: float
+    #: For every agent of the session, including subagents spawned later (`--all`).
+    standing: bool = False
+
+    @model_validator(mode="after")
+    def _standing_has_no_agent(self) -> Nudge:
+        if self.standing and self.agent is not None:
+            raise ValueError("a standing nudge addresses a whole session, not one agent")
+        return self
 
     @property
     def target(self) -> str:
+        if self.standing:
+            return f"{self.session}/*"
         return f"{self.session}/{self.agent}" if self.agent else self.session
 
     def to_fields(self) -> dict[str, str]:
@@ -59,6 +69,7 @@ class Nudge(BaseModel):
             "text": self.text,
             "author": self.author,
             "sent_at": repr(self.sent_at),
+            "standing": "1" if self.standing else "",
         }
 
     @classmethod
@@ -71,6 +82,7 @@ class Nudge(BaseModel):
             text=fields.get("text", ""),
             author=fields.get("author") or "operator",
             sent_at=float(fields.get("sent_at") or 0.0),
+            standing=fields.get("standing") == "1",
         )
 
 
@@ -85,3 +97,11 @@ class SendNudge(BaseModel):
     author: str = Field(default="operator", min_length=1, max_length=MAX_AUTHOR_CHARS)
     #: Optional client-chosen id, so a retried request cannot apply twice.
     nudge_id: str | None = Field(default=None, min_length=1, max_length=64)
+    #: Every agent of the session, including subagents spawned later.
+    standing: bool = False
+
+    @model_validator(mode="after")
+    def _standing_has_no_agent(self) -> SendNudge:
+        if self.standing and self.agent is not None:
+            raise ValueError("a standing nudge addresses a whole session, not one agent")
+        return self

@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-AgentStatus = Literal["running", "waiting", "idle", "paused", "done", "failed"]
+#: running: a model call or tools are under way; waiting: tool calls wait for approval;
+#: queued: a subagent waits for a free slot; idle: the root agent ended its turn;
+#: paused: held by the operator; done: a subagent reported back; failed: an error stopped
+#: it (resumable); vetoed: stopped by the operator for good.
+AgentStatus = Literal["running", "waiting", "queued", "idle", "paused", "done", "failed", "vetoed"]
+#: Statuses an agent never leaves by itself.
+SETTLED: frozenset[AgentStatus] = frozenset({"done", "failed", "vetoed"})
+#: Which tool calls wait for an operator's approval: none; those that write files;
+#: shell commands; every call.
+ApprovalPolicy = Literal["none", "writes", "shell", "all"]
+APPROVAL_POLICIES: tuple[ApprovalPolicy, ...] = ("none", "writes", "shell", "all")
+
+MAX_PARALLEL_SUBAGENTS = 32
+DEFAULT_PARALLEL_SUBAGENTS = 4
 
 MAX_TASK_CHARS = 64 * 1024
 
@@ -47,6 +60,11 @@ class StartSession(BaseModel):
     name: str | None = Field(
         default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$"
     )
+    approve: ApprovalPolicy = "none"
+    #: How many subagents of the session may run at once; the others wait as `queued`.
+    max_parallel_subagents: int = Field(
+        default=DEFAULT_PARALLEL_SUBAGENTS, ge=1, le=MAX_PARALLEL_SUBAGENTS
+    )
 
 
 class SessionSpec(BaseModel):
@@ -60,6 +78,18 @@ class SessionSpec(BaseModel):
     workdir: str
     model: str
     created_at: float
+    approve: ApprovalPolicy = "none"
+    max_parallel_subagents: int = DEFAULT_PARALLEL_SUBAGENTS
+
+
+class PendingApproval(BaseModel):
+    """A tool call that waits for `approve` or `deny`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    call_id: str
+    name: str
+    input: dict[str, JsonValue]
 
 
 class AgentSummary(BaseModel):
@@ -67,6 +97,8 @@ class AgentSummary(BaseModel):
 
     session: str
     agent: str
+    #: The label its parent gave it (subagents), or None.
+    name: str | None = None
     parent: str | None = None
     status: AgentStatus
     model: str
@@ -76,6 +108,7 @@ class AgentSummary(BaseModel):
     #: Share of the last request's prompt that was read from cache.
     last_cached_share: float | None = None
     error: str | None = None
+    approvals: list[PendingApproval] = Field(default_factory=list)
 
 
 class SessionSummary(BaseModel):
@@ -84,6 +117,9 @@ class SessionSummary(BaseModel):
     spec: SessionSpec
     status: AgentStatus
     agents: list[AgentSummary]
+    #: The seq of the session's last event when this summary was taken: subscribe with
+    #: `since` set to it to follow on from this snapshot.
+    last_seq: int = 0
 
     @property
     def requests(self) -> int:

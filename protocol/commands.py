@@ -1,0 +1,216 @@
+"""Commands: what a client asks of the daemon over the websocket, and the `Ack` that
+answers each one.
+
+Every command carries a client-chosen `id`; the daemon answers it with exactly one
+`Ack` with the same `id`, either `ok` with a `result` or not ok with a typed `error`.
+A discriminated union on `type`. Sessions are named by id, unique id prefix or name;
+`agent` None means the root agent, or for pause, resume and veto every agent of the
+session.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
+
+from protocol.nudges import MAX_AUTHOR_CHARS, NudgeText, SendNudge
+from protocol.sessions import StartSession
+
+MAX_REASON_CHARS = 2_000
+MAX_SUBSCRIBE_SESSIONS = 10_000
+
+SessionRef = Annotated[str, Field(min_length=1, max_length=64)]
+AgentRef = Annotated[str, Field(min_length=1, max_length=64)]
+Author = Annotated[str, Field(min_length=1, max_length=MAX_AUTHOR_CHARS)]
+Reason = Annotated[str, Field(min_length=1, max_length=MAX_REASON_CHARS)]
+
+#: Why a command failed. Protocol errors: bad_frame (not JSON, or not a command),
+#: invalid (a field is wrong), too_large, rate_limited. Domain errors: unknown_session,
+#: unknown_agent, not_pending (no such tool call awaits a decision), conflict (the
+#: agent's state does not allow it, e.g. resuming an agent that runs). internal: a
+#: daemon fault (logged), unavailable: Redis is down (retry later).
+ErrorCode = Literal[
+    "bad_frame",
+    "invalid",
+    "too_large",
+    "rate_limited",
+    "unknown_session",
+    "unknown_agent",
+    "not_pending",
+    "conflict",
+    "unavailable",
+    "internal",
+]
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=64)
+
+
+class Ping(_Command):
+    type: Literal["ping"] = "ping"
+
+
+class Subscribe(_Command):
+    """Receive every event of these sessions after `since`: first replayed from the
+    session's stored events, then live, with no gap and no repeat.
+
+    `sessions` "*" means every session, including sessions created later. `since` maps
+    a session id to the last seq the client has seen; a session not in it is replayed
+    from its first event, or (with `replay` false) followed from now on. The ack's
+    result maps each session id to the seq the subscription starts after.
+    """
+
+    type: Literal["subscribe"] = "subscribe"
+    sessions: Literal["*"] | list[SessionRef] = Field(
+        default="*", max_length=MAX_SUBSCRIBE_SESSIONS
+    )
+    since: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict, max_length=MAX_SUBSCRIBE_SESSIONS
+    )
+    replay: bool = True
+
+
+class Unsubscribe(_Command):
+    type: Literal["unsubscribe"] = "unsubscribe"
+    sessions: Literal["*"] | list[SessionRef] = Field(
+        default="*", max_length=MAX_SUBSCRIBE_SESSIONS
+    )
+
+
+class ListSessions(_Command):
+    """Result: a list of `SessionSummary`."""
+
+    type: Literal["sessions"] = "sessions"
+
+
+class GetMessages(_Command):
+    """Result: the agent's conversation, exactly as sent to the model."""
+
+    type: Literal["messages"] = "messages"
+    session: SessionRef
+    agent: AgentRef | None = None
+
+
+class Start(StartSession):
+    """Start a session. Result: its `SessionSpec`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=64)
+    type: Literal["start"] = "start"
+
+
+class SendNudgeCommand(SendNudge):
+    """Send a nudge (any mode). Result: the `Nudge` as queued on the stream."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=64)
+    type: Literal["nudge"] = "nudge"
+    session: SessionRef
+
+
+class Pause(_Command):
+    """Hold the agent (or every agent of the session) at its next boundary; with `now`,
+    cancel an in-flight model call first (its half turn is dropped)."""
+
+    type: Literal["pause"] = "pause"
+    session: SessionRef
+    agent: AgentRef | None = None
+    now: bool = False
+    author: Author = "operator"
+
+
+class Resume(_Command):
+    """Continue a paused agent, or retry a failed one."""
+
+    type: Literal["resume"] = "resume"
+    session: SessionRef
+    agent: AgentRef | None = None
+    author: Author = "operator"
+
+
+class Redirect(_Command):
+    """Interrupt the agent now (model call or tool), deliver `text`, and go on.
+    A nudge in mode redirect; result: the `Nudge`."""
+
+    type: Literal["redirect"] = "redirect"
+    session: SessionRef
+    agent: AgentRef | None = None
+    text: NudgeText
+    author: Author = "operator"
+
+
+class Veto(_Command):
+    """Stop the agent and all its descendants for good; its parent is told `reason`.
+    Vetoing the root agent (or the session) ends the session as vetoed."""
+
+    type: Literal["veto"] = "veto"
+    session: SessionRef
+    agent: AgentRef | None = None
+    reason: Reason | None = None
+    author: Author = "operator"
+
+
+class Approve(_Command):
+    """Let a pending tool call run. `agent` may be left out: call ids are unique."""
+
+    type: Literal["approve"] = "approve"
+    session: SessionRef
+    agent: AgentRef | None = None
+    call_id: str = Field(min_length=1, max_length=128)
+    author: Author = "operator"
+
+
+class Deny(_Command):
+    """Refuse a pending tool call; the model gets an error result with `reason`."""
+
+    type: Literal["deny"] = "deny"
+    session: SessionRef
+    agent: AgentRef | None = None
+    call_id: str = Field(min_length=1, max_length=128)
+    reason: Reason | None = None
+    author: Author = "operator"
+
+
+Command = Annotated[
+    Ping
+    | Subscribe
+    | Unsubscribe
+    | ListSessions
+    | GetMessages
+    | Start
+    | SendNudgeCommand
+    | Pause
+    | Resume
+    | Redirect
+    | Veto
+    | Approve
+    | Deny,
+    Field(discriminator="type"),
+]
+
+COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)
+
+
+class ErrorInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: ErrorCode
+    message: str
+
+
+class Ack(BaseModel):
+    """The answer to one command. `id` is None only when the frame had no usable id."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["ack"] = "ack"
+    id: str | None
+    ok: bool
+    result: JsonValue = None
+    error: ErrorInfo | None = None
