@@ -1,0 +1,96 @@
+"""Carry out one client command against the supervisor: the one place where the
+websocket and the HTTP routes turn a `protocol.commands` model into an action.
+
+Returns the ack's result (JSON) or raises `CommandError`. Subscriptions are the
+websocket's own business and are not handled here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from pydantic import JsonValue
+
+from daemon.agent_state import ROOT
+from daemon.errors import CommandError
+from daemon.supervisor import Supervisor
+from protocol.commands import (
+    Approve,
+    Deny,
+    GetMessages,
+    ListSessions,
+    Pause,
+    Ping,
+    Redirect,
+    Resume,
+    SendNudgeCommand,
+    Start,
+    Veto,
+)
+from protocol.nudges import SendNudge
+from protocol.sessions import StartSession
+
+Executable = (
+    Ping
+    | ListSessions
+    | GetMessages
+    | Start
+    | SendNudgeCommand
+    | Pause
+    | Resume
+    | Redirect
+    | Veto
+    | Approve
+    | Deny
+)
+
+
+async def execute(supervisor: Supervisor, command: Executable) -> JsonValue:
+    match command:
+        case Ping():
+            return "pong"
+        case ListSessions():
+            return [s.model_dump(mode="json") for s in supervisor.summaries()]
+        case GetMessages(session=ref, agent=agent):
+            return list(supervisor.core(supervisor.resolve(ref), agent or ROOT).messages)
+        case Start():
+            request = StartSession.model_validate(command.model_dump(exclude={"id", "type"}))
+            workdir = await asyncio.to_thread(existing_dir, request.workdir)
+            spec = await supervisor.create_session(request.model_copy(update={"workdir": workdir}))
+            return spec.model_dump(mode="json")
+        case SendNudgeCommand(session=ref):
+            body = SendNudge.model_validate(command.model_dump(exclude={"id", "type", "session"}))
+            nudge = await supervisor.send_nudge(supervisor.resolve(ref), body)
+            return nudge.model_dump(mode="json")
+        case Redirect(session=ref, agent=agent, text=text, author=author):
+            body = SendNudge(text=text, mode="redirect", agent=agent, author=author)
+            nudge = await supervisor.send_nudge(supervisor.resolve(ref), body)
+            return nudge.model_dump(mode="json")
+        case Pause(session=ref, agent=agent, now=now, author=author):
+            await supervisor.pause_agents(supervisor.resolve(ref), agent, now=now, author=author)
+            return None
+        case Resume(session=ref, agent=agent, author=author):
+            await supervisor.resume_agents(supervisor.resolve(ref), agent, author=author)
+            return None
+        case Veto(session=ref, agent=agent, reason=reason, author=author):
+            await supervisor.veto(supervisor.resolve(ref), agent, reason=reason, author=author)
+            return None
+        case Approve(session=ref, agent=agent, call_id=call_id, author=author):
+            sid = supervisor.resolve(ref)
+            await supervisor.decide(sid, agent, call_id, approve=True, reason=None, author=author)
+            return None
+        case Deny(session=ref, agent=agent, call_id=call_id, reason=reason, author=author):
+            sid = supervisor.resolve(ref)
+            await supervisor.decide(
+                sid, agent, call_id, approve=False, reason=reason, author=author
+            )
+            return None
+
+
+def existing_dir(path: str) -> str:
+    """The absolute form of `path`, which must be an existing directory."""
+    resolved = Path(path).expanduser().resolve()
+    if not resolved.is_dir():
+        raise CommandError("invalid", f"workdir is not a directory: {path}")
+    return str(resolved)
