@@ -61,7 +61,7 @@ class Nudge(BaseModel):
         return f"{self.session}/{self.agent}" if self.agent else self.session
 
     def to_fields(self) -> dict[str, str]:
-        return {
+        fields = {
             "nudge_id": self.nudge_id,
             "session": self.session,
             "agent": self.agent or "",
@@ -69,8 +69,10 @@ class Nudge(BaseModel):
             "text": self.text,
             "author": self.author,
             "sent_at": repr(self.sent_at),
-            "standing": "1" if self.standing else "",
         }
+        if self.standing:
+            fields["standing"] = "1"
+        return fields
 
     @classmethod
     def from_fields(cls, fields: dict[str, str]) -> Nudge:
