@@ -24,6 +24,7 @@ SessionRef = Annotated[str, Field(min_length=1, max_length=64)]
 AgentRef = Annotated[str, Field(min_length=1, max_length=64)]
 Author = Annotated[str, Field(min_length=1, max_length=MAX_AUTHOR_CHARS)]
 Reason = Annotated[str, Field(min_length=1, max_length=MAX_REASON_CHARS)]
+CallId = Annotated[str, Field(min_length=1, max_length=128)]
 
 #: Why a command failed. Protocol errors: bad_frame (not JSON, or not a command),
 #: invalid (a field is wrong), too_large, rate_limited. Domain errors: unknown_session,
@@ -114,67 +115,109 @@ class SendNudgeCommand(SendNudge):
     session: SessionRef
 
 
-class Pause(_Command):
-    """Hold the agent (or every agent of the session) at its next boundary; with `now`,
-    cancel an in-flight model call first (its half turn is dropped)."""
+class PauseRequest(BaseModel):
+    """The body of `POST /v1/sessions/{session}/pause`."""
 
-    type: Literal["pause"] = "pause"
-    session: SessionRef
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     agent: AgentRef | None = None
     now: bool = False
     author: Author = "operator"
 
 
-class Resume(_Command):
-    """Continue a paused agent, or retry a failed one."""
+class Pause(PauseRequest, _Command):
+    """Hold the agent (or every agent of the session) at its next boundary; with `now`,
+    cancel an in-flight model call first (its half turn is dropped)."""
 
-    type: Literal["resume"] = "resume"
+    type: Literal["pause"] = "pause"
     session: SessionRef
+
+
+class ResumeRequest(BaseModel):
+    """The body of `POST /v1/sessions/{session}/resume`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     agent: AgentRef | None = None
     author: Author = "operator"
 
 
-class Redirect(_Command):
-    """Interrupt the agent now (model call or tool), deliver `text`, and go on.
-    A nudge in mode redirect; result: the `Nudge`."""
+class Resume(ResumeRequest, _Command):
+    """Continue a paused agent, or retry a failed one."""
 
-    type: Literal["redirect"] = "redirect"
+    type: Literal["resume"] = "resume"
     session: SessionRef
+
+
+class RedirectRequest(BaseModel):
+    """The body of `POST /v1/sessions/{session}/redirect`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     agent: AgentRef | None = None
     text: NudgeText
     author: Author = "operator"
 
 
-class Veto(_Command):
+class Redirect(RedirectRequest, _Command):
+    """Interrupt the agent now (model call or tool), deliver `text`, and go on.
+    A nudge in mode redirect; result: the `Nudge`."""
+
+    type: Literal["redirect"] = "redirect"
+    session: SessionRef
+
+
+class VetoRequest(BaseModel):
+    """The body of `POST /v1/sessions/{session}/veto`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agent: AgentRef | None = None
+    reason: Reason | None = None
+    author: Author = "operator"
+
+
+class Veto(VetoRequest, _Command):
     """Stop the agent and all its descendants for good; its parent is told `reason`.
     Vetoing the root agent (or the session) ends the session as vetoed."""
 
     type: Literal["veto"] = "veto"
     session: SessionRef
+
+
+class ApproveRequest(BaseModel):
+    """The body of `POST /v1/sessions/{session}/approvals/{call_id}/approve`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     agent: AgentRef | None = None
-    reason: Reason | None = None
     author: Author = "operator"
 
 
-class Approve(_Command):
+class Approve(ApproveRequest, _Command):
     """Let a pending tool call run. `agent` may be left out: call ids are unique."""
 
     type: Literal["approve"] = "approve"
     session: SessionRef
+    call_id: CallId
+
+
+class DenyRequest(BaseModel):
+    """The body of `POST /v1/sessions/{session}/approvals/{call_id}/deny`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     agent: AgentRef | None = None
-    call_id: str = Field(min_length=1, max_length=128)
+    reason: Reason | None = None
     author: Author = "operator"
 
 
-class Deny(_Command):
+class Deny(DenyRequest, _Command):
     """Refuse a pending tool call; the model gets an error result with `reason`."""
 
     type: Literal["deny"] = "deny"
     session: SessionRef
-    agent: AgentRef | None = None
-    call_id: str = Field(min_length=1, max_length=128)
-    reason: Reason | None = None
-    author: Author = "operator"
+    call_id: CallId
 
 
 Command = Annotated[
