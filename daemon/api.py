@@ -1,92 +1,280 @@
 """The daemon's HTTP API under /v1 (FastAPI), served behind `daemon.guard.LoopbackGuard`.
 
+Every action builds the same `protocol.commands` model the websocket carries and
+hands it to `daemon.commands.execute`, so HTTP and websocket clients share one code
+path and get the same refusals. A refusal is `{"error": {"code", "message"}}` with
+the HTTP status of its code (`daemon.errors.HTTP_STATUS`); a malformed request is the
+same shape with code `invalid` (422). The OpenAPI document is at /v1/openapi.json,
+behind the token like every other route; there is no docs UI.
+
 Nudges sent here take the same Redis stream as the `nudge` command, so every
 sender gets the same durability and effectively-once semantics.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
-from collections.abc import AsyncIterator
-from pathlib import Path
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from typing import Annotated, Any, TypeVar
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import JsonValue
+from pydantic import BaseModel, ConfigDict, JsonValue, TypeAdapter, ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from daemon.agent_state import ROOT
-from daemon.errors import UnknownSession
+from daemon.commands import execute
+from daemon.errors import HTTP_STATUS, CommandError, UnknownAgent
 from daemon.store import Store
 from daemon.supervisor import Supervisor
+from protocol.commands import (
+    Approve,
+    ApproveRequest,
+    Deny,
+    DenyRequest,
+    ErrorCode,
+    ErrorInfo,
+    GetMessages,
+    ListSessions,
+    Pause,
+    PauseRequest,
+    Redirect,
+    RedirectRequest,
+    Resume,
+    ResumeRequest,
+    SendNudgeCommand,
+    Start,
+    Veto,
+    VetoRequest,
+)
 from protocol.envelope import PROTOCOL_VERSION
 from protocol.nudges import Nudge, SendNudge
-from protocol.sessions import SessionSpec, SessionSummary, StartSession
+from protocol.sessions import AgentSummary, SessionSpec, SessionSummary, StartSession
 
 #: Well under redis-py's default 5 s socket timeout, which a longer BLOCK would hit.
 FOLLOW_BLOCK_MS = 2_000
 
+SessionRef = Annotated[
+    str, Path(min_length=1, max_length=64, description="session id, unique id prefix or name")
+]
+AgentRef = Annotated[str, Path(min_length=1, max_length=64, description="agent id ('root')")]
+CallId = Annotated[str, Path(min_length=1, max_length=128, description="tool call id")]
+
+C = TypeVar("C", bound=BaseModel)
+
+
+class ErrorResponse(BaseModel):
+    """Every refusal: a protocol error code and a one-line message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorInfo
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ok: bool
+    protocol: int
+    pid: int
+
+
+class NDJSONResponse(StreamingResponse):
+    media_type = "application/x-ndjson"
+
+
+def _documented(description: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description}
+
+
+#: The refusals any route may answer (the first three come from the guard).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _documented("missing or wrong token"),
+    403: _documented("the Host header does not name this daemon on loopback"),
+    404: _documented("unknown_session or unknown_agent"),
+    409: _documented("not_pending or conflict: the agent's state does not allow it"),
+    413: _documented("too_large: the request body is over the limit"),
+    422: _documented("invalid: a path, query or body field is wrong"),
+    503: _documented("unavailable: Redis is down; retry later"),
+}
+
+# The bodies of verbs whose every field has a default: sending none is sending {}.
+_NO_PAUSE = PauseRequest()
+_NO_RESUME = ResumeRequest()
+_NO_VETO = VetoRequest()
+_NO_APPROVE = ApproveRequest()
+_NO_DENY = DenyRequest()
+
+_SUMMARIES: TypeAdapter[list[SessionSummary]] = TypeAdapter(list[SessionSummary])
+
 
 def create_api(supervisor: Supervisor, store: Store) -> FastAPI:
-    app = FastAPI(title="steer", version=str(PROTOCOL_VERSION), docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="steer",
+        version=str(PROTOCOL_VERSION),
+        openapi_url="/v1/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        responses=ERROR_RESPONSES,
+    )
 
-    @app.exception_handler(UnknownSession)
-    async def _unknown(request: Request, exc: UnknownSession) -> JSONResponse:
-        return JSONResponse({"error": {"type": "unknown_session", "message": str(exc)}}, 404)
+    @app.exception_handler(CommandError)
+    async def _refused(request: Request, exc: CommandError) -> JSONResponse:
+        return error_response(exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response("invalid", describe_errors(exc.errors()))
+
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisTimeoutError)
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return error_response("unavailable", f"Redis is unavailable: {exc}")
+
+    def agent_of(sid: str, agent: str) -> AgentSummary:
+        for summary in supervisor.summary(sid).agents:
+            if summary.agent == agent:
+                return summary
+        raise UnknownAgent(f"unknown agent {sid}/{agent}")
+
+    # -- reading ----------------------------------------------------------------
 
     @app.get("/v1/health")
-    async def health() -> dict[str, JsonValue]:
-        return {"ok": True, "protocol": PROTOCOL_VERSION, "pid": os.getpid()}
-
-    @app.post("/v1/sessions", status_code=201)
-    async def start_session(body: StartSession) -> SessionSpec:
-        workdir = await asyncio.to_thread(_existing_dir, body.workdir)
-        return await supervisor.create_session(body.model_copy(update={"workdir": workdir}))
+    async def health() -> Health:
+        return Health(ok=True, protocol=PROTOCOL_VERSION, pid=os.getpid())
 
     @app.get("/v1/sessions")
     async def list_sessions() -> list[SessionSummary]:
-        return supervisor.summaries()
+        return _SUMMARIES.validate_python(await execute(supervisor, command(ListSessions)))
 
     @app.get("/v1/sessions/{ref}")
-    async def get_session(ref: str) -> SessionSummary:
+    async def get_session(ref: SessionRef) -> SessionSummary:
         return supervisor.summary(supervisor.resolve(ref))
 
-    @app.get("/v1/sessions/{ref}/agents/{agent}/messages")
-    async def get_messages(ref: str, agent: str) -> list[dict[str, JsonValue]]:
-        return list(supervisor.core(supervisor.resolve(ref), agent).messages)
+    @app.get("/v1/sessions/{ref}/agents")
+    async def list_agents(ref: SessionRef) -> list[AgentSummary]:
+        return supervisor.summary(supervisor.resolve(ref)).agents
 
-    @app.get("/v1/sessions/{ref}/events")
-    async def get_events(ref: str, since: int = 0, follow: bool = False) -> StreamingResponse:
+    @app.get("/v1/sessions/{ref}/agents/{agent}")
+    async def get_agent(ref: SessionRef, agent: AgentRef) -> AgentSummary:
+        return agent_of(supervisor.resolve(ref), agent)
+
+    @app.get("/v1/sessions/{ref}/agents/{agent}/messages")
+    async def get_messages(ref: SessionRef, agent: AgentRef) -> list[dict[str, JsonValue]]:
+        """The agent's conversation, exactly as sent to the model."""
         sid = supervisor.resolve(ref)
-        return StreamingResponse(
-            _frames(store, sid, since, follow), media_type="application/x-ndjson"
-        )
+        agent_of(sid, agent)
+        result = await execute(supervisor, command(GetMessages, session=sid, agent=agent))
+        return [m for m in result if isinstance(m, dict)] if isinstance(result, list) else []
+
+    @app.get(
+        "/v1/sessions/{ref}/events",
+        response_class=NDJSONResponse,
+        responses={
+            200: {
+                "description": "one `Frame` as JSON per line; with `follow`, blank "
+                "keep-alive lines while nothing happens",
+                "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+            }
+        },
+    )
+    async def get_events(
+        ref: SessionRef,
+        since: Annotated[int, Query(ge=0, description="only events after this seq")] = 0,
+        follow: Annotated[bool, Query(description="keep streaming new events")] = False,
+    ) -> NDJSONResponse:
+        sid = supervisor.resolve(ref)
+        return NDJSONResponse(_frames(store, sid, since, follow))
+
+    # -- acting -----------------------------------------------------------------
+
+    @app.post("/v1/sessions", status_code=201)
+    async def start_session(body: StartSession) -> SessionSpec:
+        result = await execute(supervisor, command(Start, **body.model_dump()))
+        return SessionSpec.model_validate(result)
 
     @app.post("/v1/sessions/{ref}/nudges", status_code=202)
-    async def send_nudge(ref: str, body: SendNudge) -> Nudge:
+    async def send_nudge(ref: SessionRef, body: SendNudge) -> Nudge:
+        """Queue a nudge (any mode); it is applied at the agent's next boundary."""
         sid = supervisor.resolve(ref)
-        agent = body.agent if body.agent not in (None, ROOT) else None
-        supervisor.core(sid, agent or ROOT)  # unknown agent: 404 now, not a rejection later
-        nudge = Nudge(
-            nudge_id=body.nudge_id or f"n-{os.urandom(8).hex()}",
-            session=sid,
-            agent=agent,
-            mode=body.mode,
-            text=body.text,
-            author=body.author,
-            sent_at=time.time(),
-        )
-        await store.send_nudge(nudge.to_fields())
-        return nudge
+        cmd = command(SendNudgeCommand, session=sid, **body.model_dump())
+        return Nudge.model_validate(await execute(supervisor, cmd))
 
-    @app.post("/v1/sessions/{ref}/resume", status_code=202)
-    async def resume(ref: str, agent: str | None = None) -> dict[str, JsonValue]:
+    @app.post("/v1/sessions/{ref}/redirect", status_code=202)
+    async def redirect(ref: SessionRef, body: RedirectRequest) -> Nudge:
+        """Interrupt the agent now (model call or tool) and deliver the text at once."""
         sid = supervisor.resolve(ref)
-        supervisor.resume(sid, agent)
-        return {"ok": True}
+        cmd = command(Redirect, session=sid, **body.model_dump())
+        return Nudge.model_validate(await execute(supervisor, cmd))
+
+    @app.post("/v1/sessions/{ref}/pause")
+    async def pause(ref: SessionRef, body: PauseRequest = _NO_PAUSE) -> SessionSummary:
+        """Hold the agent (no `agent`: every agent) at its next boundary; `now` cancels
+        an in-flight model call first. Answers the session as it is afterwards."""
+        sid = supervisor.resolve(ref)
+        await execute(supervisor, command(Pause, session=sid, **body.model_dump()))
+        return supervisor.summary(sid)
+
+    @app.post("/v1/sessions/{ref}/resume")
+    async def resume(ref: SessionRef, body: ResumeRequest = _NO_RESUME) -> SessionSummary:
+        """Continue a paused agent or retry a failed one (no `agent`: every agent)."""
+        sid = supervisor.resolve(ref)
+        await execute(supervisor, command(Resume, session=sid, **body.model_dump()))
+        return supervisor.summary(sid)
+
+    @app.post("/v1/sessions/{ref}/veto")
+    async def veto(ref: SessionRef, body: VetoRequest = _NO_VETO) -> SessionSummary:
+        """Stop the agent and its descendants for good (no `agent`: the session)."""
+        sid = supervisor.resolve(ref)
+        await execute(supervisor, command(Veto, session=sid, **body.model_dump()))
+        return supervisor.summary(sid)
+
+    @app.post("/v1/sessions/{ref}/approvals/{call_id}/approve")
+    async def approve(
+        ref: SessionRef, call_id: CallId, body: ApproveRequest = _NO_APPROVE
+    ) -> SessionSummary:
+        """Let a pending tool call run."""
+        sid = supervisor.resolve(ref)
+        cmd = command(Approve, session=sid, call_id=call_id, **body.model_dump())
+        await execute(supervisor, cmd)
+        return supervisor.summary(sid)
+
+    @app.post("/v1/sessions/{ref}/approvals/{call_id}/deny")
+    async def deny(
+        ref: SessionRef, call_id: CallId, body: DenyRequest = _NO_DENY
+    ) -> SessionSummary:
+        """Refuse a pending tool call; the model gets an error result with `reason`."""
+        sid = supervisor.resolve(ref)
+        cmd = command(Deny, session=sid, call_id=call_id, **body.model_dump())
+        await execute(supervisor, cmd)
+        return supervisor.summary(sid)
 
     return app
+
+
+def command(kind: type[C], /, **fields: Any) -> C:
+    """The protocol command for one HTTP request (its id only names it in logs)."""
+    try:
+        return kind.model_validate({"id": f"http-{secrets.token_hex(4)}", **fields})
+    except ValidationError as exc:
+        raise CommandError("invalid", describe_errors(exc.errors())) from None
+
+
+def error_response(code: ErrorCode, message: str) -> JSONResponse:
+    body = ErrorResponse(error=ErrorInfo(code=code, message=message))
+    return JSONResponse(body.model_dump(mode="json"), HTTP_STATUS[code])
+
+
+def describe_errors(errors: Sequence[Any]) -> str:
+    """Validation errors as one line: `where: what; ...`."""
+    parts = []
+    for error in errors:
+        loc = [str(part) for part in error.get("loc", ())]
+        where = ".".join(loc[1:] if loc[:1] in (["body"], ["query"], ["path"]) else loc)
+        parts.append(f"{where or 'body'}: {error.get('msg')}")
+    return "; ".join(parts) or "invalid request"
 
 
 async def _frames(store: Store, sid: str, since: int, follow: bool) -> AsyncIterator[bytes]:
@@ -101,10 +289,3 @@ async def _frames(store: Store, sid: str, since: int, follow: bool) -> AsyncIter
             return
         if follow and not frames:
             yield b"\n"  # keep-alive: lets the server notice a client that went away
-
-
-def _existing_dir(path: str) -> str:
-    resolved = Path(path).expanduser().resolve()
-    if not resolved.is_dir():
-        raise HTTPException(422, f"workdir is not a directory: {path}")
-    return str(resolved)

@@ -1,7 +1,8 @@
 """The `steer` command: run the daemon or the simulator, and talk to a running daemon.
 
 Every client command exits 0 on success, 1 on a daemon-side refusal (unknown
-session, bad input) and 2 when the daemon cannot be reached.
+session, bad input, a verb the agent's state does not allow), and 2 on bad usage or
+when the daemon (or its Redis) cannot be reached.
 """
 
 from __future__ import annotations
@@ -13,12 +14,22 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
 
-from daemon.client import NOT_RUNNING, ClientError, DaemonClient
+from daemon.client import ClientError, DaemonClient
 from daemon.paths import steer_home
-from daemon.render import conversation, frame_line, session_table
+from daemon.render import address, agent_header, conversation, frame_line, session_table
 from protocol.envelope import Frame
-from protocol.sessions import SessionSummary
+from protocol.sessions import (
+    APPROVAL_POLICIES,
+    DEFAULT_PARALLEL_SUBAGENTS,
+    MAX_PARALLEL_SUBAGENTS,
+    SessionSummary,
+)
+
+TARGET = "SESSION[/AGENT]"
+TARGET_HELP = "a session (id, unique id prefix or name), or one of its agents as SESSION/AGENT"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ClientError as exc:
         print(f"steer: {exc}", file=sys.stderr)
-        return 2 if str(exc).startswith(NOT_RUNNING) else 1
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
 
@@ -61,15 +72,33 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=".", help="the directory the agent works in (default: .)")
     p.add_argument("--model", help="the model (default: the daemon's STEER_MODEL)")
     p.add_argument("--name", help="a name to refer to the session by")
+    p.add_argument(
+        "--approve",
+        choices=APPROVAL_POLICIES,
+        default="none",
+        help="which tool calls wait for `steer approve`: none, writes (file edits), shell "
+        "(commands) or all (default: none)",
+    )
+    p.add_argument(
+        "--max-parallel",
+        type=int,
+        metavar="N",
+        help="how many subagents may run at once; the others wait as queued "
+        f"(default: {DEFAULT_PARALLEL_SUBAGENTS}, at most {MAX_PARALLEL_SUBAGENTS})",
+    )
     p.set_defaults(func=_run)
 
-    p = sub.add_parser("ls", help="list sessions")
+    p = sub.add_parser("ls", help="list sessions, then the tool calls waiting for approval")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=_ls)
 
-    p = sub.add_parser("show", help="show a session's conversation, nudges where they landed")
-    p.add_argument("session", help="SESSION or SESSION/AGENT (id, unique id prefix or name)")
-    p.add_argument("--json", action="store_true", help="the raw messages as JSON")
+    p = sub.add_parser(
+        "show",
+        help="show an agent's state and conversation (nudges where they landed), its "
+        "subagents and the tool calls waiting for approval",
+    )
+    p.add_argument("session", metavar=TARGET, help=TARGET_HELP + " (default: the root agent)")
+    p.add_argument("--json", action="store_true", help="only the raw messages, as JSON")
     p.set_defaults(func=_show)
 
     p = sub.add_parser("logs", help="print a session's events")
@@ -79,10 +108,80 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one frame as JSON per line")
     p.set_defaults(func=_logs)
 
-    p = sub.add_parser("resume", help="retry a failed agent (SESSION or SESSION/AGENT)")
-    p.add_argument("session")
+    p = sub.add_parser(
+        "pause", help="hold an agent (no /AGENT: every agent of the session) at its next boundary"
+    )
+    _target_arg(p)
+    p.add_argument(
+        "--now",
+        action="store_true",
+        help="cancel an in-flight model call first (its half-streamed turn is dropped)",
+    )
+    _author_arg(p)
+    p.set_defaults(func=_pause)
+
+    p = sub.add_parser(
+        "resume",
+        help="continue a paused agent or retry a failed one (no /AGENT: every agent)",
+    )
+    _target_arg(p)
+    _author_arg(p)
     p.set_defaults(func=_resume)
+
+    p = sub.add_parser(
+        "redirect",
+        help="interrupt an agent now (model call or tool) and give it a correction; "
+        "prints the nudge id",
+    )
+    _target_arg(p, "the agent (default: the root agent)")
+    p.add_argument("text", metavar="TEXT", help='the correction; "-" reads it from stdin')
+    _author_arg(p)
+    p.set_defaults(func=_redirect)
+
+    p = sub.add_parser(
+        "veto",
+        help="stop an agent and its subagents for good, telling its parent why "
+        "(no /AGENT, or /root: the whole session)",
+    )
+    _target_arg(p)
+    p.add_argument("--reason", help="why; the parent agent is told")
+    _author_arg(p)
+    p.set_defaults(func=_veto)
+
+    p = sub.add_parser(
+        "approve",
+        help="let a tool call that waits for approval run (`steer ls` and `steer show` "
+        "list them with their call ids)",
+    )
+    _target_arg(p, "the session, or SESSION/AGENT (call ids are unique, so /AGENT is optional)")
+    p.add_argument("call", metavar="CALL", help="the tool call id")
+    _author_arg(p)
+    p.set_defaults(func=_approve)
+
+    p = sub.add_parser(
+        "deny", help="refuse a tool call that waits for approval; the model gets an error result"
+    )
+    _target_arg(p, "the session, or SESSION/AGENT (call ids are unique, so /AGENT is optional)")
+    p.add_argument("call", metavar="CALL", help="the tool call id")
+    p.add_argument("--reason", help="why; the model is told")
+    _author_arg(p)
+    p.set_defaults(func=_deny)
     return parser
+
+
+def _target(value: str) -> tuple[str, str | None]:
+    ref, _, agent = value.partition("/")
+    if not ref:
+        raise argparse.ArgumentTypeError(f"no session in {value!r} (expected {TARGET})")
+    return ref, agent or None
+
+
+def _target_arg(parser: argparse.ArgumentParser, help: str = TARGET_HELP) -> None:
+    parser.add_argument("target", metavar=TARGET, type=_target, help=help)
+
+
+def _author_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--author", help="who does it, for the audit trail (default: $USER)")
 
 
 def _daemon(args: argparse.Namespace) -> int:
@@ -128,8 +227,14 @@ def _client() -> DaemonClient:
 
 
 def _run(args: argparse.Namespace) -> int:
-    body = {"task": args.task, "workdir": os.path.abspath(args.workdir)}
+    body: dict[str, Any] = {
+        "task": args.task,
+        "workdir": os.path.abspath(args.workdir),
+        "approve": args.approve,
+    }
     body |= {k: v for k, v in {"model": args.model, "name": args.name}.items() if v}
+    if args.max_parallel is not None:
+        body["max_parallel_subagents"] = args.max_parallel
     print(_client().post("/v1/sessions", body)["id"])
     return 0
 
@@ -147,24 +252,73 @@ def _ls(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     ref, _, agent = args.session.partition("/")
     client = _client()
-    sid = client.get(f"/v1/sessions/{ref}")["spec"]["id"]
-    messages = client.get(f"/v1/sessions/{sid}/agents/{agent or 'root'}/messages")
-    print(json.dumps(messages, indent=2) if args.json else conversation(messages))
+    session = SessionSummary.model_validate(client.get(_session_path(ref)))
+    sid, agent = session.spec.id, agent or "root"
+    messages = client.get(f"/v1/sessions/{sid}/agents/{quote(agent, safe='')}/messages")
+    if args.json:
+        print(json.dumps(messages, indent=2))
+        return 0
+    summary = next((a for a in session.agents if a.agent == agent), None)
+    if summary is not None:
+        print(agent_header(session, summary) + "\n")
+    print(conversation(messages))
     return 0
 
 
 def _logs(args: argparse.Namespace) -> int:
     params = {"since": args.since, "follow": args.follow}
-    for line in _client().lines(f"/v1/sessions/{args.session}/events", **params):
+    for line in _client().lines(_session_path(args.session, "events"), **params):
         print(line if args.json else frame_line(Frame.model_validate_json(line)), flush=True)
     return 0
 
 
+def _pause(args: argparse.Namespace) -> int:
+    return _verb(args, "pause", now=args.now)
+
+
 def _resume(args: argparse.Namespace) -> int:
-    ref, _, agent = args.session.partition("/")
-    path = f"/v1/sessions/{ref}/resume" + (f"?agent={agent}" if agent else "")
-    _client().post(path)
+    return _verb(args, "resume")
+
+
+def _veto(args: argparse.Namespace) -> int:
+    return _verb(args, "veto", reason=args.reason)
+
+
+def _approve(args: argparse.Namespace) -> int:
+    return _verb(args, f"approvals/{quote(args.call, safe='')}/approve")
+
+
+def _deny(args: argparse.Namespace) -> int:
+    return _verb(args, f"approvals/{quote(args.call, safe='')}/deny", reason=args.reason)
+
+
+def _redirect(args: argparse.Namespace) -> int:
+    ref, agent = args.target
+    text = sys.stdin.read().rstrip("\n") if args.text == "-" else args.text
+    body = {"text": text, "agent": agent, "author": _author(args)}
+    print(_client().post(_session_path(ref, "redirect"), body)["nudge_id"])
     return 0
+
+
+def _verb(args: argparse.Namespace, verb: str, **fields: Any) -> int:
+    """POST a control verb; print the status of each agent it concerns afterwards."""
+    ref, agent = args.target
+    body = {"agent": agent, "author": _author(args)} | {
+        k: v for k, v in fields.items() if v is not None
+    }
+    session = SessionSummary.model_validate(_client().post(_session_path(ref, verb), body))
+    for summary in session.agents:
+        if agent is None or summary.agent == agent:
+            print(f"{address(summary)}  {summary.status}")
+    return 0
+
+
+def _author(args: argparse.Namespace) -> str:
+    return str(args.author or os.environ.get("USER") or "operator")
+
+
+def _session_path(ref: str, *rest: str) -> str:
+    return "/".join(("/v1/sessions", quote(ref, safe=""), *rest))
 
 
 if __name__ == "__main__":

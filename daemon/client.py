@@ -18,8 +18,17 @@ from daemon.paths import DAEMON_FILE, TOKEN_FILE
 NOT_RUNNING = "the daemon is not running (start it with `steer daemon`)"
 
 
+EXIT_REFUSED = 1
+EXIT_UNREACHABLE = 2
+
+
 class ClientError(Exception):
-    """A failure to show the user as one line."""
+    """A failure to show the user as one line, with the exit code it maps to: 1 the
+    daemon refused, 2 the daemon (or its Redis) cannot be reached."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_REFUSED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class DaemonClient:
@@ -28,7 +37,7 @@ class DaemonClient:
             info = json.loads((home / DAEMON_FILE).read_text())
             token = (home / TOKEN_FILE).read_text().strip()
         except (OSError, ValueError) as exc:
-            raise ClientError(f"{NOT_RUNNING}; looked in {home}") from exc
+            raise ClientError(f"{NOT_RUNNING}; looked in {home}", EXIT_UNREACHABLE) from exc
         self.url: str = info["url"]
         self._http = httpx.Client(
             base_url=self.url,
@@ -51,32 +60,32 @@ class DaemonClient:
                     if line.strip():
                         yield line
         except httpx.ConnectError as exc:
-            raise ClientError(f"{NOT_RUNNING} at {self.url}: {exc}") from exc
+            raise ClientError(f"{NOT_RUNNING} at {self.url}: {exc}", EXIT_UNREACHABLE) from exc
         except httpx.TransportError as exc:
-            raise ClientError(f"lost the daemon's event stream: {exc}") from exc
+            raise ClientError(f"lost the daemon's event stream: {exc}", EXIT_UNREACHABLE) from exc
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise ClientError(f"{NOT_RUNNING} at {self.url}: {exc}") from exc
+            raise ClientError(f"{NOT_RUNNING} at {self.url}: {exc}", EXIT_UNREACHABLE) from exc
         _raise_for(response)
         return response.json()
 
 
 def _raise_for(response: httpx.Response, *, read: bool = False) -> None:
+    """A refusal as `ClientError`: the daemon answers `{"error": {"code", "message"}}`."""
     if response.is_success:
         return
     if read:
         response.read()
+    code = EXIT_UNREACHABLE if response.status_code == 503 else EXIT_REFUSED
     try:
         body = response.json()
     except ValueError:
-        raise ClientError(f"daemon answered {response.status_code}") from None
+        raise ClientError(f"daemon answered {response.status_code}", code) from None
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
-        raise ClientError(str(error.get("message")))
+        raise ClientError(str(error.get("message")), code)
     detail = body.get("detail") if isinstance(body, dict) else body
-    if isinstance(detail, list):  # FastAPI validation errors
-        detail = "; ".join(f"{'.'.join(map(str, d['loc'][1:]))}: {d['msg']}" for d in detail)
-    raise ClientError(str(detail))
+    raise ClientError(f"daemon answered {response.status_code}: {detail}", code)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Sequence
 
 from pydantic import JsonValue
@@ -16,19 +17,34 @@ from protocol.events import (
     AgentFailed,
     AgentStarted,
     AgentStatusChanged,
+    ApprovalDecided,
+    ApprovalRequested,
+    ModelCancelled,
     ModelReplied,
     ModelRequestSent,
     NudgeApplied,
     NudgeDelivered,
     NudgeReceived,
     NudgeRejected,
+    OperatorAction,
     SessionCreated,
     ToolCalled,
     ToolFinished,
 )
-from protocol.sessions import SessionSummary
+from protocol.sessions import AgentStatus, AgentSummary, SessionSummary
 
 PREVIEW = 100
+#: The order statuses are listed in: what needs attention first.
+STATUS_ORDER: tuple[AgentStatus, ...] = (
+    "waiting",
+    "failed",
+    "paused",
+    "running",
+    "queued",
+    "idle",
+    "done",
+    "vetoed",
+)
 
 
 def percent(share: float | None) -> str:
@@ -36,7 +52,8 @@ def percent(share: float | None) -> str:
 
 
 def session_table(sessions: Sequence[SessionSummary]) -> str:
-    header = ("ID", "NAME", "STATE", "MODEL", "REQS", "TOKENS", "COST", "CACHE")
+    """One row per session; then every tool call that waits for approval."""
+    header = ("ID", "NAME", "STATE", "AGENTS", "MODEL", "REQS", "TOKENS", "COST", "CACHE")
     rows = [header]
     for s in sessions:
         root = next((a for a in s.agents if a.agent == "root"), None)
@@ -46,6 +63,7 @@ def session_table(sessions: Sequence[SessionSummary]) -> str:
                 s.spec.id,
                 s.spec.name,
                 s.status,
+                agent_counts(s.agents),
                 s.spec.model,
                 str(s.requests),
                 f"{usage.prompt_tokens + usage.output_tokens:,}",
@@ -53,7 +71,60 @@ def session_table(sessions: Sequence[SessionSummary]) -> str:
                 percent(root.last_cached_share if root else None),
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    table = _table(rows)
+    pending = approvals([a for s in sessions for a in s.agents])
+    return f"{table}\n\n{pending}" if pending else table
+
+
+def agent_counts(agents: Sequence[AgentSummary]) -> str:
+    """How many agents are in each status, e.g. `1 waiting, 2 running`."""
+    counts = Counter(a.status for a in agents)
+    return ", ".join(f"{counts[status]} {status}" for status in STATUS_ORDER if counts[status])
+
+
+def address(agent: AgentSummary) -> str:
+    return f"{agent.session}/{agent.agent}"
+
+
+def approvals(agents: Sequence[AgentSummary]) -> str:
+    """The tool calls waiting for `steer approve|deny SESSION/AGENT CALL`, one per line."""
+    rows = [
+        (address(a), p.call_id, p.name, _cut(json.dumps(p.input, ensure_ascii=False)))
+        for a in agents
+        for p in a.approvals
+    ]
+    if not rows:
+        return ""
+    return "waiting for approval (steer approve|deny SESSION/AGENT CALL):\n" + _table(
+        [("AGENT", "CALL", "TOOL", "INPUT"), *rows]
+    )
+
+
+def agent_header(session: SessionSummary, agent: AgentSummary) -> str:
+    """What `steer show` prints above a conversation: the agent's state, its error,
+    its subagents and its pending approvals."""
+    lines = [
+        f"{address(agent)}  {agent.status}  model={agent.model}  requests={agent.requests}  "
+        f"cost=${agent.cost_usd:.4f}  cache={percent(agent.last_cached_share)}"
+        + (f"  name={agent.name}" if agent.name else "")
+        + (f"  parent={agent.parent}" if agent.parent else "")
+    ]
+    if agent.error:
+        lines.append(f"error: {agent.error}")
+    children = [a for a in session.agents if a.parent == agent.agent]
+    if children:
+        lines.append(
+            "subagents: "
+            + ", ".join(f"{c.agent}{f' ({c.name})' if c.name else ''} {c.status}" for c in children)
+        )
+    pending = approvals([agent])
+    if pending:
+        lines.append(pending)
+    return "\n".join(lines)
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
     )
@@ -63,15 +134,17 @@ def frame_line(frame: Frame) -> str:
     clock = time.strftime("%H:%M:%S", time.localtime(frame.ts))
     event = frame.event
     who = event.agent or "-"
-    return f"{clock} #{frame.seq:<4} {who:<8} {event.type:<15} {_details(frame)}".rstrip()
+    return f"{clock} #{frame.seq:<4} {who:<8} {event.type:<18} {_details(frame)}".rstrip()
 
 
 def _details(frame: Frame) -> str:
     match frame.event:
         case SessionCreated(spec=spec):
             return f"{spec.name} model={spec.model} workdir={spec.workdir} task={_cut(spec.task)}"
-        case AgentStarted(task=task, model=model):
-            return f"model={model} task={_cut(task)}"
+        case AgentStarted(task=task, model=model, parent=parent, name=name):
+            label = f"{name} " if name else ""
+            spawned = f"subagent {label}of {parent} " if parent else ""
+            return f"{spawned}model={model} task={_cut(task)}"
         case AgentStatusChanged(status=status, reason=reason):
             return status + (f" ({reason})" if reason else "")
         case ModelRequestSent(request_no=n, messages=m, nudges=nudges):
@@ -83,8 +156,17 @@ def _details(frame: Frame) -> str:
                 f"request {n} {stop}: {u.prompt_tokens:,} in ({percent(c.prior_cached_share)} "
                 f"of prior prompt cached), {u.output_tokens:,} out  {_cut(text)}"
             )
+        case ModelCancelled(request_no=n, reason=reason):
+            return f"request {n} cancelled: {reason}"
         case ToolCalled(name=name, input=tool_input):
             return f"{name} {_cut(json.dumps(tool_input))}"
+        case ApprovalRequested(call_id=call_id, name=name, input=tool_input):
+            return f"{call_id} {name} {_cut(json.dumps(tool_input))}"
+        case ApprovalDecided(call_id=call_id, approved=approved, reason=reason, author=author):
+            verdict = "approved" if approved else "denied"
+            return f"{call_id} {verdict} by {author}" + (f": {reason}" if reason else "")
+        case OperatorAction(verb=verb, author=author, reason=reason):
+            return f"{verb} by {author}" + (f": {reason}" if reason else "")
         case ToolFinished(name=name, is_error=is_error, output=output):
             return f"{name} {'ERROR ' if is_error else ''}{_cut(output)}"
         case NudgeReceived(nudge=n):
