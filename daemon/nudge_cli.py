@@ -39,7 +39,8 @@ REDIS_TIMEOUT_S = 5.0
 AMBIGUOUS_SHOWN = 5
 
 HELP = f"""\
-usage: nudge SESSION[/AGENT] TEXT [--queue] [--wait] [--timeout SECONDS] [--author NAME]
+usage: nudge SESSION[/AGENT] TEXT [--redirect | --queue] [--all] [--wait]
+             [--timeout SECONDS] [--author NAME]
 
 Send a correction to a running steer session. It is applied at the agent's next
 boundary as an operator instruction, and it is kept until then, even while the daemon
@@ -49,8 +50,12 @@ is down. Prints the nudge id.
                      addresses one of its agents (default: the root agent)
   TEXT               the correction; "-" reads it from stdin (put -- before a text
                      that starts with "-")
+  --redirect         interrupt the agent now (its model call or tool), then deliver
   --queue            deliver only when the agent ends its turn (a follow-up)
+  --all              a standing nudge: every agent of the session gets it, including
+                     subagents started later (not with /AGENT)
   --wait             wait until the model has answered it, and say how it landed
+                     (with --all: the first agent that answered)
   --timeout SECONDS  how long --wait waits (default {DEFAULT_TIMEOUT_S:g})
   --author NAME      who sends it (default: $USER)
 
@@ -77,6 +82,7 @@ class Args:
         self.target = ""
         self.text = ""
         self.mode = "steer"
+        self.standing = False
         self.wait = False
         self.timeout: str | None = None
         self.author: str | None = None
@@ -96,8 +102,13 @@ def parse_args(argv: list[str]) -> Args:
         elif arg in ("-h", "--help"):
             args.help = True
             return args
-        elif arg == "--queue":
-            args.mode = "queue"
+        elif arg in ("--queue", "--redirect"):
+            mode = arg[2:]
+            if args.mode not in ("steer", mode):
+                raise Fail("--redirect and --queue exclude each other (see nudge --help)")
+            args.mode = mode
+        elif arg == "--all":
+            args.standing = True
         elif arg == "--wait":
             args.wait = True
         elif (name := arg.partition("=")[0]) in ("--timeout", "--author"):
@@ -115,6 +126,8 @@ def parse_args(argv: list[str]) -> Args:
             f"expected SESSION[/AGENT] and TEXT, got {len(positional)} arguments (see nudge --help)"
         )
     args.target, args.text = positional
+    if args.standing and "/" in args.target:
+        raise Fail("--all addresses every agent of a session: give SESSION, not SESSION/AGENT")
     return args
 
 
@@ -152,12 +165,15 @@ def main(argv: list[str] | None = None) -> int:
                 "author": author,
                 "sent_at": repr(time.time()),
             }
+            if args.standing:
+                fields["standing"] = "1"
             redis.xadd(keys.nudges, fields)
             sent = True
             if not args.wait:
                 print(nudge_id)
                 return EXIT_OK
-            return _wait(redis, since, nudge_id, _where(sid, agent), timeout)
+            where = None if args.standing else _where(sid, agent)
+            return _wait(redis, since, nudge_id, sid, where, timeout)
     except Fail as exc:
         print(f"nudge: {exc}", file=sys.stderr)
         return exc.code
@@ -234,7 +250,7 @@ def resolve_session(query: str, sessions: dict[str, str]) -> str:
 
 
 def _where(sid: str, agent: str) -> str:
-    return f"{sid}/{agent}" if agent else f"{sid} (root)"
+    return f"{sid}/{agent}" if agent and agent != "root" else f"{sid} (root)"
 
 
 class _Redis:
@@ -303,8 +319,17 @@ def _last_id(redis: _Redis, key: str) -> str:
     return "0-0"
 
 
-def _wait(redis: _Redis, since: dict[str, str], nudge_id: str, where: str, timeout: float) -> int:
-    """Follow the event streams until the nudge is delivered or rejected, or time runs out."""
+def _wait(
+    redis: _Redis,
+    since: dict[str, str],
+    nudge_id: str,
+    sid: str,
+    where: str | None,
+    timeout: float,
+) -> int:
+    """Follow the event streams until the nudge is delivered or rejected, or time runs out.
+
+    `where` None (a standing nudge): the first agent the daemon reports, whichever."""
     deadline = time.monotonic() + timeout
     applied = False
     try:
@@ -326,15 +351,16 @@ def _wait(redis: _Redis, since: dict[str, str], nudge_id: str, where: str, timeo
                 if event.get("nudge_id") != nudge_id:
                     continue
                 kind = event.get("type")
+                agent = where or _where(sid, str(event.get("agent") or ""))
                 if kind == "nudge.applied" and not applied:
                     applied = True
                     print(
-                        f"applied to {where} in request {event.get('request_no')} via "
+                        f"applied to {agent} in request {event.get('request_no')} via "
                         f"{event.get('path')}; waiting for the model...",
                         file=sys.stderr,
                     )
                 elif kind == "nudge.delivered":
-                    print(_delivered(where, event))
+                    print(_delivered(agent, event))
                     return EXIT_OK
                 elif kind == "nudge.rejected":
                     raise Fail(f"{nudge_id} rejected: {event.get('reason')}", EXIT_REJECTED)

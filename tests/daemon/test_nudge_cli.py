@@ -156,6 +156,36 @@ async def test_agent_queue_author_and_text_from_stdin(
 
 
 @pytest.mark.parametrize(
+    ("flags", "mode", "standing"),
+    [
+        (["--redirect"], "redirect", False),
+        (["--all"], "steer", True),
+        (["--all", "--redirect"], "redirect", True),
+        (["--queue", "--all"], "queue", True),
+        (["--redirect", "--redirect"], "redirect", False),
+    ],
+)
+async def test_redirect_and_all_are_encoded_as_a_nudge(
+    env: dict[str, str],
+    sessions: dict[str, str],
+    redis_client: Redis,
+    keys: Keys,
+    flags: list[str],
+    mode: str,
+    standing: bool,
+) -> None:
+    result = await nudge(env, "fix-tests", "stop and use the helper", *flags)
+
+    assert result.code == 0, result
+    [(_, fields)] = await stream_nudges(redis_client, keys)
+    sent = Nudge.from_fields(fields)
+    assert fields == sent.to_fields()  # "standing" is there only when it is "1"
+    assert fields.get("standing") == ("1" if standing else None)
+    assert (sent.session, sent.agent, sent.mode, sent.standing) == ("s-3f2a", None, mode, standing)
+    assert sent.target == ("s-3f2a/*" if standing else "s-3f2a")
+
+
+@pytest.mark.parametrize(
     ("query", "sid"),
     [
         ("s-3f2a", "s-3f2a"),  # an exact id wins over a session named "s-3f2a"
@@ -193,6 +223,10 @@ async def test_resolves_ids_names_and_unique_prefixes(
         (["s-3f2a", "x", "--author"], "--author needs a value"),
         (["s-3f2a", "-x"], "unknown option '-x' (put -- before a text that starts with -)"),
         (["s-3f2a"], "expected SESSION[/AGENT] and TEXT, got 1 arguments"),
+        (["s-3f2a", "x", "--redirect", "--queue"], "--redirect and --queue exclude each other"),
+        (["s-3f2a", "x", "--queue", "--redirect"], "--redirect and --queue exclude each other"),
+        (["s-3f2a/a-7", "x", "--all"], "--all addresses every agent of a session: give SESSION"),
+        (["--all", "port/root", "x"], "--all addresses every agent of a session: give SESSION"),
     ],
 )
 async def test_bad_input_is_one_line_and_sends_nothing(
@@ -221,6 +255,8 @@ async def test_help(env: dict[str, str]) -> None:
     result = await nudge(env, "--help")
     assert result.code == 0 and result.out.startswith("usage: nudge SESSION[/AGENT] TEXT")
     assert "exit codes" in result.out.lower()
+    for option in ("--redirect", "--queue", "--all", "--wait", "--timeout", "--author"):
+        assert f"  {option}" in result.out
 
 
 async def test_unreachable_redis_masks_the_password(env: dict[str, str]) -> None:
@@ -357,6 +393,32 @@ async def test_wait_names_the_agent_and_the_fallback_path(
     assert result.out == (
         "delivered to s-3f9b/a-7 in request 3 via user_note; 83.3% of the prior prompt read "
         "from cache (cache miss: messages_changed)\n"
+    )
+
+
+async def test_wait_for_a_standing_nudge_names_the_first_agent_that_answered(
+    env: dict[str, str], sessions: dict[str, str], redis_client: Redis, keys: Keys
+) -> None:
+    proc = await spawn(env, "s-3f2a", "everyone: no casts", "--all", "--wait", "--timeout", "30")
+    sent = await sent_nudge(redis_client, keys)
+    assert sent.standing and sent.agent is None
+    applied = NudgeApplied(
+        agent="a-2", nudge_id=sent.nudge_id, mode="steer", path="system_message", request_no=4
+    )
+    await emit(redis_client, keys, "s-3f2a", 1, applied)
+    cache = CacheReport(prompt_tokens=10, cache_read_input_tokens=0)
+    delivered = NudgeDelivered(
+        agent="root", nudge_id=sent.nudge_id, path="system_message", request_no=9, cache=cache
+    )
+    await emit(redis_client, keys, "s-3f2a", 2, delivered)
+
+    result = await finish(proc)
+    assert result.code == 0, result
+    assert result.err == (
+        "applied to s-3f2a/a-2 in request 4 via system_message; waiting for the model...\n"
+    )
+    assert result.out == (
+        "delivered to s-3f2a (root) in request 9 via system_message; no prior request to compare\n"
     )
 
 
