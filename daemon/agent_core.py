@@ -2,10 +2,12 @@
 happens next.
 
 Sans-I/O. It is fed inputs (`start`, `model_replied`, `model_failed`,
-`tools_finished`, `nudge_arrived`, `resume`) and answers each with a `Step`: the
-events that happened and at most one action (call the model with this exact request,
-or run these tools). The runner performs the action and feeds the result back; the
-store persists `unpersisted()` messages and `state` after every step.
+`tools_finished`, `interrupted`, `nudge_arrived`, and the operator's `pause`,
+`resume`, `veto` and `decide`) and answers each with a `Step`: the events that
+happened and at most one action (call the model with this exact request, run these
+tools, or interrupt the running action). The runner performs the action and feeds
+the result back; the store persists `unpersisted()` messages and `state` after every
+step. An operator input the agent's state does not allow raises `CommandError`.
 
 Invariants (each has a test in tests/daemon/test_agent_core.py):
 - `config` (system, tools, model, betas) never changes, so every request has the same
@@ -17,7 +19,9 @@ Invariants (each has a test in tests/daemon/test_agent_core.py):
   tool_result turn counts) or after another such system message, never between a
   tool_use and its tool_result; an idle agent first gets a short user turn;
 - models without mid-conversation system messages get the nudge as a marked
-  operator note in the next user turn instead.
+  operator note in the next user turn instead;
+- every tool_use gets exactly one tool_result, in the order of the calls: run,
+  denied by the operator, interrupted by the operator, or interrupted by a restart.
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ from pydantic import JsonValue
 from daemon.agent_state import (
     AgentConfig,
     AgentState,
+    Approval,
     CallModel,
     InFlightNudge,
+    Interrupt,
     Message,
     ModelReply,
     RunTools,
@@ -40,27 +46,46 @@ from daemon.agent_state import (
     ToolResult,
 )
 from daemon.catalog import cost_usd
+from daemon.errors import CommandError
+from daemon.policy import needs_approval
 from protocol.events import (
     AgentFailed,
-    AgentStarted,
     AgentStatusChanged,
+    ApprovalDecided,
+    ApprovalRequested,
     CacheReport,
+    ModelCancelled,
     ModelReplied,
     ModelRequestSent,
     NudgeApplied,
     NudgeDelivered,
     NudgeReceived,
+    NudgeRejected,
+    OperatorAction,
     ToolCalled,
     ToolFinished,
 )
 from protocol.nudges import DeliveryPath, Nudge
-from protocol.sessions import AgentStatus
+from protocol.sessions import AgentStatus, PendingApproval
 
 #: The user turn that opens a boundary for a nudge to an agent that ended its turn.
 IDLE_USER_TURN = "The operator has a note for you; it follows."
 #: What a tool call that was running when the daemon stopped reports to the model.
 TOOL_INTERRUPTED = "interrupted: the steer daemon restarted while this tool ran; check its effects"
+#: What a tool call cut short by a redirect (or never started because of one) reports.
+TOOL_STOPPED = "interrupted by the operator before it finished; check its effects"
 TOOL_PREVIEW_CHARS = 2_000
+#: The tool that starts subagents: after a restart it is picked up again, not reported
+#: as interrupted, since the subagents it waits for live on.
+SPAWN_TOOL = "spawn_agents"
+
+
+def denial(reason: str | None) -> str:
+    return f"denied by the operator: {reason}" if reason else "denied by the operator"
+
+
+def veto_report(reason: str | None) -> str:
+    return f"vetoed by the operator: {reason}" if reason else "vetoed by the operator"
 
 
 def system_note(nudge: Nudge) -> str:
@@ -82,7 +107,13 @@ class AgentCore:
         self.state = state if state is not None else AgentState()
         self._messages: list[Message] = list(messages)
         self._persisted = len(self._messages)
-        self._busy: Literal["model", "tools"] | None = None
+        self._busy: Literal["model", "tools", "approval"] | None = None
+        #: The calls of the assistant turn being answered, in order.
+        self._batch: tuple[ToolCall, ...] = ()
+        #: Results settled without running the tool (denied, interrupted by a restart).
+        self._prepared: dict[str, ToolResult] = {}
+        #: Why the running action is being interrupted, once asked.
+        self._interrupting: str | None = None
 
     # -- views ------------------------------------------------------------------
 
@@ -93,6 +124,18 @@ class AgentCore:
     @property
     def busy(self) -> bool:
         return self._busy is not None
+
+    def pending_approvals(self) -> list[PendingApproval]:
+        return [a.call for a in self.state.approvals if a.approved is None]
+
+    def report(self) -> str:
+        """The agent's last words: what a subagent hands back to its parent."""
+        for message in reversed(self._messages):
+            if message["role"] == "assistant":
+                content = message.get("content")
+                if isinstance(content, list):
+                    return _text_of([b for b in content if isinstance(b, dict)])
+        return ""
 
     def unpersisted(self) -> list[Message]:
         return self._messages[self._persisted :]
@@ -122,27 +165,37 @@ class AgentCore:
     def start(self) -> Step:
         """Begin a new agent, or pick up a restored one where it stopped."""
         step = Step()
+        if self._busy is not None:
+            return step
         if not self._messages:
-            step.events.append(
-                AgentStarted(
-                    agent=self.config.agent,
-                    parent=self.config.parent,
-                    task=self.config.task,
-                    model=self.config.model,
-                )
-            )
+            if self.state.status in ("paused", "vetoed"):
+                return step
             self._append({"role": "user", "content": self.config.task})
-            return self._call_model(step)
+            return self._go_on(step)
         if self.state.status == "idle" and self.state.pending:
             return self._go_on(step)
         if self.state.status not in ("running", "waiting"):
             return step
         calls = _tool_calls(self._messages[-1])
-        if calls:
-            # Tools that were running when the daemon died: never re-run them blindly.
-            self._busy = "tools"
-            return self.tools_finished([ToolResult(c, TOOL_INTERRUPTED, True) for c in calls])
-        return self._go_on(step)
+        if not calls:
+            return self._go_on(step)
+        self._batch = calls
+        if any(a.approved is None for a in self.state.approvals):
+            self._busy = "approval"  # still waiting for the operator
+            return step
+        # Tools that were running when the daemon died: never re-run them blindly. Only
+        # spawn_agents runs again, to wait for the subagents it started.
+        self._busy = "tools"
+        self._prepare_denials()
+        for call in calls:
+            if call.id not in self._prepared and call.name != SPAWN_TOOL:
+                self._prepared[call.id] = ToolResult(call, TOOL_INTERRUPTED, True)
+        rerun = tuple(c for c in calls if c.id not in self._prepared)
+        if rerun:
+            step.action = RunTools(rerun)
+            return step
+        self._busy = None
+        return self._finish_tools(step, [])
 
     def model_replied(self, reply: ModelReply) -> Step:
         self._expect("model")
@@ -171,6 +224,8 @@ class AgentCore:
             for n in self.state.in_flight
         )
         self.state.in_flight = []
+        if self.state.status == "vetoed":
+            return step  # accounted for, never appended
 
         if (
             reply.stop_reason in ("max_tokens", "model_context_window_exceeded")
@@ -181,13 +236,7 @@ class AgentCore:
         self._append({"role": "assistant", "content": list(reply.content)})
         calls = _tool_calls(self._messages[-1])
         if reply.stop_reason == "tool_use" and calls:
-            self._busy = "tools"
-            step.events.extend(
-                ToolCalled(agent=self.config.agent, call_id=c.id, name=c.name, input=c.input)
-                for c in calls
-            )
-            step.action = RunTools(calls)
-            return step
+            return self._begin_tools(step, calls)
         if reply.stop_reason == "pause_turn":
             return self._call_model(step)
         if reply.stop_reason == "refusal":
@@ -196,16 +245,234 @@ class AgentCore:
 
     def model_failed(self, message: str, *, retryable: bool = True) -> Step:
         self._expect("model")
+        if self.state.status == "vetoed":
+            return Step()
         return self._fail(Step(), message, retryable=retryable)
 
     def tools_finished(self, results: Iterable[ToolResult]) -> Step:
         self._expect("tools")
+        return self._finish_tools(Step(), list(results))
+
+    def interrupted(self, results: Iterable[ToolResult] = ()) -> Step:
+        """The running action was cancelled as asked; `results` are the tool calls of
+        the batch that did finish. A cancelled model turn is dropped, never appended."""
+        busy, reason = self._busy, self._interrupting or "operator"
+        if busy not in ("model", "tools"):
+            raise RuntimeError(f"{self._name} has no running action to interrupt")
+        self._expect(busy)
         step = Step()
+        if busy == "tools":
+            return self._finish_tools(step, list(results))
+        step.events.append(
+            ModelCancelled(agent=self.config.agent, request_no=self.state.requests, reason=reason)
+        )
+        if self.state.status == "vetoed":
+            return step
+        return self._go_on(step)
+
+    def nudge_arrived(self, nudge: Nudge) -> Step:
+        """Record a nudge. Returns an empty step if it was seen before (redelivery)."""
+        step = Step()
+        if nudge.nudge_id in self.state.seen_nudges:
+            return step
+        self.state.seen_nudges.append(nudge.nudge_id)
+        step.events.append(NudgeReceived(agent=self.config.agent, nudge=nudge))
+        if self.state.status == "vetoed":
+            reason = "the agent was vetoed"
+            step.events.append(
+                NudgeRejected(agent=self.config.agent, nudge_id=nudge.nudge_id, reason=reason)
+            )
+            return step
+        self.state.pending.append(nudge)
+        redirect = nudge.mode == "redirect"
+        if self._busy in ("model", "tools"):
+            if redirect:
+                self._interrupt(step, "redirect")
+            return step
+        if self._busy == "approval":
+            if not redirect:
+                return step
+            for approval in self.state.approvals:
+                if approval.approved is None:
+                    self._record_decision(
+                        step, approval, False, "the operator redirected the agent", nudge.author
+                    )
+            return self._decided(step)
+        if self.state.status == "paused" and redirect:
+            self.state.pause_requested = False
+            return self._go_on(step)
+        if self.state.status in ("idle", "failed", "done"):
+            # At a boundary: the nudge goes in now.
+            return self._deliver_and_call(step, self._take_pending(queue_too=True))
+        return step  # paused, queued, or not started yet: it waits in `pending`
+
+    def pause(self, *, now: bool, author: str) -> Step:
+        """Hold the agent at its next boundary; `now` cancels a running model call first."""
+        status = self.state.status
+        if status in ("failed", "done", "vetoed"):
+            raise CommandError("conflict", f"{self._name} is {status}; it cannot be paused")
+        step = Step()
+        if status == "paused" or (self.state.pause_requested and not now):
+            return step
+        verb: Literal["pause", "pause_now"] = "pause_now" if now else "pause"
+        step.events.append(OperatorAction(agent=self.config.agent, verb=verb, author=author))
+        if status == "idle" and self._busy is None:
+            self._set_status(step, "paused", f"paused by {author}")
+            return step
+        self.state.pause_requested = True
+        if now and self._busy == "model":
+            self._interrupt(step, "pause")
+        return step
+
+    def resume(self, *, author: str = "operator") -> Step:
+        """Continue a paused agent (or cancel a pause not yet reached), or retry a failed one."""
+        step = Step()
+        if self._busy is None and self.state.status in ("failed", "paused"):
+            step.events.append(
+                OperatorAction(agent=self.config.agent, verb="resume", author=author)
+            )
+            self.state.error = None
+            self.state.pause_requested = False
+            return self._go_on(step)
+        if self.state.pause_requested:
+            step.events.append(
+                OperatorAction(agent=self.config.agent, verb="resume", author=author)
+            )
+            self.state.pause_requested = False
+            return step
+        raise CommandError("conflict", f"{self._name} is {self.state.status}, not paused or failed")
+
+    def veto(self, *, reason: str | None, author: str) -> Step:
+        """Stop the agent for good; a running action is interrupted and its result dropped."""
+        step = Step()
+        if self.state.status == "vetoed":
+            return step
+        if self.state.status == "done":
+            raise CommandError("conflict", f"{self._name} is done; there is nothing to veto")
+        step.events.append(
+            OperatorAction(agent=self.config.agent, verb="veto", author=author, reason=reason)
+        )
+        self.state.veto_reason = reason
+        self.state.pending = []
+        self.state.pause_requested = False
+        self._set_status(step, "vetoed", veto_report(reason))
+        if self._busy in ("model", "tools"):
+            self._interrupt(step, "veto")
+        elif self._busy == "approval":
+            self._busy = None
+        return step
+
+    def decide(self, call_id: str, *, approve: bool, reason: str | None, author: str) -> Step:
+        """The operator's decision on a tool call waiting for approval."""
+        approval = next(
+            (
+                a
+                for a in self.state.approvals
+                if a.call.call_id == call_id and a.approved is None and self._busy == "approval"
+            ),
+            None,
+        )
+        if approval is None:
+            raise CommandError(
+                "not_pending", f"no call {call_id} of {self._name} awaits a decision"
+            )
+        step = Step()
+        self._record_decision(step, approval, approve, reason, author)
+        if any(a.approved is None for a in self.state.approvals):
+            return step
+        return self._decided(step)
+
+    # -- internals --------------------------------------------------------------
+
+    def _append(self, message: Message) -> None:
+        self._messages.append(message)
+
+    @property
+    def _name(self) -> str:
+        return f"agent {self.config.session}/{self.config.agent}"
+
+    def _expect(self, busy: Literal["model", "tools"]) -> None:
+        if self._busy != busy:
+            raise RuntimeError(f"{self._name} is not waiting on {busy}")
+        self._busy = None
+        self._interrupting = None
+
+    def _interrupt(self, step: Step, reason: str) -> None:
+        if self._interrupting is None:
+            self._interrupting = reason
+            step.action = Interrupt(reason)
+
+    def _begin_tools(self, step: Step, calls: tuple[ToolCall, ...]) -> Step:
+        self._batch = calls
+        step.events.extend(
+            ToolCalled(agent=self.config.agent, call_id=c.id, name=c.name, input=c.input)
+            for c in calls
+        )
+        held = [c for c in calls if needs_approval(self.config.approve, c.name)]
+        if not held:
+            return self._run_tools(step, calls)
+        self._busy = "approval"
+        for call in held:
+            pending = PendingApproval(call_id=call.id, name=call.name, input=call.input)
+            self.state.approvals.append(Approval(call=pending))
+            step.events.append(
+                ApprovalRequested(
+                    agent=self.config.agent, call_id=call.id, name=call.name, input=call.input
+                )
+            )
+        self._set_status(step, "waiting", f"{len(held)} tool call(s) wait for approval")
+        return step
+
+    def _record_decision(
+        self, step: Step, approval: Approval, approve: bool, reason: str | None, author: str
+    ) -> None:
+        approval.approved = approve
+        approval.reason = reason
+        step.events.append(
+            ApprovalDecided(
+                agent=self.config.agent,
+                call_id=approval.call.call_id,
+                approved=approve,
+                reason=reason,
+                author=author,
+            )
+        )
+
+    def _prepare_denials(self) -> None:
+        calls = {c.id: c for c in self._batch}
+        for approval in self.state.approvals:
+            call = calls.get(approval.call.call_id)
+            if call is not None and approval.approved is False:
+                self._prepared[call.id] = ToolResult(call, denial(approval.reason), True)
+
+    def _decided(self, step: Step) -> Step:
+        """Every held call of the batch is decided: run the approved ones."""
+        self._busy = None
+        self._prepare_denials()
+        approved = tuple(c for c in self._batch if c.id not in self._prepared)
+        if approved:
+            return self._run_tools(step, approved)
+        return self._finish_tools(step, [])
+
+    def _run_tools(self, step: Step, calls: tuple[ToolCall, ...]) -> Step:
+        self._busy = "tools"
+        self._set_status(step, "running")
+        step.action = RunTools(calls)
+        return step
+
+    def _finish_tools(self, step: Step, results: list[ToolResult]) -> Step:
+        """Answer every call of the batch, in order, then go on at the boundary."""
+        by_id = {r.call.id: r for r in results} | self._prepared
+        batch, self._batch, self._prepared = self._batch, (), {}
+        self.state.approvals = []
+        if self.state.status == "vetoed":
+            return step
         content: list[JsonValue] = []
-        for result in results:
+        for call in batch:
+            result = by_id.get(call.id) or ToolResult(call, TOOL_STOPPED, True)
             block: dict[str, JsonValue] = {
                 "type": "tool_result",
-                "tool_use_id": result.call.id,
+                "tool_use_id": call.id,
                 "content": result.content,
             }
             if result.is_error:
@@ -214,8 +481,8 @@ class AgentCore:
             step.events.append(
                 ToolFinished(
                     agent=self.config.agent,
-                    call_id=result.call.id,
-                    name=result.call.name,
+                    call_id=call.id,
+                    name=call.name,
                     is_error=result.is_error,
                     output=result.content[:TOOL_PREVIEW_CHARS],
                 )
@@ -231,38 +498,6 @@ class AgentCore:
         if nudges:
             return self._deliver_and_call(step, nudges)
         return self._call_model(step)
-
-    def nudge_arrived(self, nudge: Nudge) -> Step:
-        """Record a nudge. Returns an empty step if it was seen before (redelivery)."""
-        step = Step()
-        if nudge.nudge_id in self.state.seen_nudges:
-            return step
-        self.state.seen_nudges.append(nudge.nudge_id)
-        step.events.append(NudgeReceived(agent=self.config.agent, nudge=nudge))
-        if self._busy is not None or self.state.status in ("running", "waiting", "paused"):
-            self.state.pending.append(nudge)
-            return step
-        # idle, failed or done: the agent is at a boundary, so the nudge goes in now.
-        self.state.pending.append(nudge)
-        return self._deliver_and_call(step, self._take_pending(queue_too=True))
-
-    def resume(self) -> Step:
-        """Retry a failed agent, or continue a paused one."""
-        step = Step()
-        if self._busy is not None or self.state.status not in ("failed", "paused"):
-            return step
-        self.state.error = None
-        return self._go_on(step)
-
-    # -- internals --------------------------------------------------------------
-
-    def _append(self, message: Message) -> None:
-        self._messages.append(message)
-
-    def _expect(self, busy: Literal["model", "tools"]) -> None:
-        if self._busy != busy:
-            raise RuntimeError(f"agent {self.config.agent} is not waiting on {busy}")
-        self._busy = None
 
     def _set_status(self, step: Step, status: AgentStatus, reason: str | None = None) -> None:
         if self.state.status != status:
@@ -292,7 +527,14 @@ class AgentCore:
         if nudges:
             return self._deliver_and_call(step, nudges)
         if turn_ended:
-            self._set_status(step, "idle")
+            if self.config.parent is not None:
+                self.state.pause_requested = False
+                self._set_status(step, "done")  # its last words are its report
+            elif self.state.pause_requested:
+                self.state.pause_requested = False
+                self._set_status(step, "paused", "paused by the operator")
+            else:
+                self._set_status(step, "idle")
             return step
         return self._call_model(step)
 
@@ -329,10 +571,19 @@ class AgentCore:
             )
 
     def _call_model(self, step: Step) -> Step:
+        if self.state.pause_requested:
+            # The boundary a pause waits for: hold here, go on when resumed.
+            self.state.pause_requested = False
+            self._set_status(step, "paused", "paused by the operator")
+            return step
         self.state.requests += 1
         self.state.error = None
         self._set_status(step, "running")
         self._busy = "model"
+        # Nudges that rode a cancelled request ride this one instead.
+        self.state.in_flight = [
+            n.model_copy(update={"request_no": self.state.requests}) for n in self.state.in_flight
+        ]
         step.events.append(
             ModelRequestSent(
                 agent=self.config.agent,

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from protocol.events import Event
 from protocol.nudges import DeliveryPath, Nudge
-from protocol.sessions import AgentStatus, Usage
+from protocol.sessions import AgentStatus, ApprovalPolicy, PendingApproval, Usage
 
 #: One Messages API message as sent on the wire.
 Message = dict[str, JsonValue]
@@ -33,6 +33,13 @@ class AgentConfig(BaseModel):
     session: str
     agent: str = ROOT
     parent: str | None = None
+    #: The `spawn_agents` call of the parent that created this agent, and its place in it.
+    parent_call: str | None = None
+    index: int = 0
+    #: 0 for the root agent, 1 for its children, and so on.
+    depth: int = 0
+    #: The label its parent gave it.
+    name: str | None = None
     task: str
     workdir: str
     model: str
@@ -42,6 +49,8 @@ class AgentConfig(BaseModel):
     betas: list[str] = Field(default_factory=list)
     #: Whether the model accepts mid-conversation `role: "system"` messages.
     system_messages: bool = True
+    #: Which tool calls wait for the operator's approval.
+    approve: ApprovalPolicy = "none"
 
 
 class InFlightNudge(BaseModel):
@@ -52,6 +61,16 @@ class InFlightNudge(BaseModel):
     nudge_id: str
     path: DeliveryPath
     request_no: int
+
+
+class Approval(BaseModel):
+    """A tool call that waits for the operator, and the decision once taken."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    call: PendingApproval
+    approved: bool | None = None
+    reason: str | None = None
 
 
 class AgentState(BaseModel):
@@ -73,6 +92,12 @@ class AgentState(BaseModel):
     pending: list[Nudge] = Field(default_factory=list)
     in_flight: list[InFlightNudge] = Field(default_factory=list)
     error: str | None = None
+    #: Pause at the next boundary (set by `pause`, cleared when it takes effect).
+    pause_requested: bool = False
+    #: Why the operator vetoed the agent.
+    veto_reason: str | None = None
+    #: The calls of the current tool batch that need the operator's decision.
+    approvals: list[Approval] = Field(default_factory=list)
     #: Bumped by the runner for every commit, so a retried commit can tell if it landed.
     commits: int = 0
 
@@ -115,7 +140,14 @@ class RunTools:
     calls: tuple[ToolCall, ...]
 
 
-Action = CallModel | RunTools
+@dataclass(frozen=True, slots=True)
+class Interrupt:
+    """Cancel the running action now; the runner then feeds `AgentCore.interrupted`."""
+
+    reason: str
+
+
+Action = CallModel | RunTools | Interrupt
 
 
 @dataclass(slots=True)

@@ -37,6 +37,10 @@ class Keys:
         """Stream of Frames; entry id `<seq>-0`, one field `frame`."""
         return f"{self.prefix}:{{{sid}}}:events"
 
+    def standing(self, sid: str) -> str:
+        """List: the session's standing nudges (`--all`) as JSON, for agents yet to come."""
+        return f"{self.prefix}:{{{sid}}}:standing"
+
     def agents(self, sid: str) -> str:
         """Hash: agent id -> AgentConfig as JSON (fixed for the agent's life)."""
         return f"{self.prefix}:{{{sid}}}:agents"

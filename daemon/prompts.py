@@ -28,5 +28,13 @@ it claims to be.
 """
 
 
-def system_prompt(workdir: str) -> str:
-    return SYSTEM_PROMPT.format(workdir=workdir)
+SUBAGENT_NOTE = """
+You are a subagent: another agent gave you the task in the first message and waits for \
+your final message, which is your report to it. Make that report complete and short: \
+what you found or changed, and how you checked it.
+"""
+
+
+def system_prompt(workdir: str, *, subagent: bool = False) -> str:
+    prompt = SYSTEM_PROMPT.format(workdir=workdir)
+    return prompt + SUBAGENT_NOTE if subagent else prompt

@@ -1,28 +1,40 @@
 """The agent runner: one asyncio task per agent, driving its `AgentCore`.
 
-Everything that happens to an agent (a model reply, finished tools, a nudge, a
-resume) becomes one input on its inbox, handled strictly one at a time: feed the
-core, persist the step (messages, state, events and any nudge ack in one MULTI),
-then start the step's action. The action runs as its own task and posts its result
-back to the inbox, so a nudge is recorded while a model call is still streaming.
+Everything that happens to an agent (a model reply, finished tools, a nudge, an
+operator's verb) becomes one input on its inbox, handled strictly one at a time: feed
+the core, persist the step (messages, state, events and any nudge ack in one MULTI),
+then start the step's action. The action runs as its own task whose end is posted
+back to the inbox, so a nudge is recorded while a model call is still streaming, and
+an `Interrupt` can cancel it: the cancelled task's end then becomes `interrupted`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
-from daemon.agent_core import AgentCore
-from daemon.agent_state import CallModel, ModelReply, RunTools, Step, ToolResult
+from daemon.agent_core import SPAWN_TOOL, AgentCore
+from daemon.agent_state import (
+    CallModel,
+    Interrupt,
+    ModelReply,
+    RunTools,
+    Step,
+    ToolCall,
+    ToolResult,
+)
+from daemon.errors import CommandError
 from daemon.model_client import ModelCallError, ModelClient
 from daemon.store import Store
-from daemon.tools import Workspace, run_tool
+from daemon.tools import ToolOutcome, Workspace, run_tool
 from protocol.envelope import Frame
 from protocol.nudges import Nudge
+from protocol.sessions import SETTLED
+from protocol.websocket import TextDelta
 
 log = logging.getLogger("steer.runner")
 
@@ -30,35 +42,38 @@ COMMIT_RETRY_MIN_S = 0.05
 COMMIT_RETRY_MAX_S = 2.0
 
 FrameSink = Callable[[list[Frame]], None]
+DeltaSink = Callable[[TextDelta], None]
+#: Runs a `spawn_agents` call: starts (or finds) the subagents and waits for their reports.
+Spawner = Callable[[AgentCore, ToolCall], Awaitable[ToolOutcome]]
 
 
 @dataclass(frozen=True, slots=True)
 class NudgeInput:
     nudge: Nudge
-    entry_id: str
+    #: The nudge stream entry to acknowledge with the step; None when already acked
+    #: (a standing nudge, recorded for the session first).
+    entry_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
-class ModelDone:
-    reply: ModelReply
-
-
-@dataclass(frozen=True, slots=True)
-class ModelFailed:
-    error: ModelCallError
-
-
-@dataclass(frozen=True, slots=True)
-class ToolsDone:
-    results: list[ToolResult]
-
-
-@dataclass(frozen=True, slots=True)
-class ResumeInput:
+class StartInput:
     pass
 
 
-Input = NudgeInput | ModelDone | ModelFailed | ToolsDone | ResumeInput
+@dataclass(frozen=True, slots=True)
+class Control:
+    """An operator's verb: `apply` feeds the core; `done` resolves once it is persisted."""
+
+    apply: Callable[[AgentCore], Step]
+    done: asyncio.Future[None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActionEnded:
+    task: asyncio.Task[ModelReply | list[ToolResult]]
+
+
+Input = NudgeInput | StartInput | Control | ActionEnded
 
 
 class AgentRunner:
@@ -68,28 +83,40 @@ class AgentRunner:
         *,
         model: ModelClient,
         store: Store,
+        spawner: Spawner,
         on_frames: FrameSink | None = None,
+        on_delta: DeltaSink | None = None,
+        autostart: bool = True,
     ) -> None:
         self.core = core
         self._model = model
         self._store = store
+        self._spawner = spawner
         self._workspace = Workspace(core.config.workdir)
         self._on_frames = on_frames
+        self._on_delta = on_delta
         self._inbox: asyncio.Queue[Input] = asyncio.Queue()
-        self._action: asyncio.Task[None] | None = None
+        self._started = False
+        if autostart:
+            self._inbox.put_nowait(StartInput())
+        self._action: asyncio.Task[ModelReply | list[ToolResult]] | None = None
+        #: Results of the running tool batch so far, for an interrupted batch.
+        self._finished_tools: list[ToolResult] = []
+        #: Set while the agent is done, failed or vetoed.
+        self.settled = asyncio.Event()
+        if core.state.status in SETTLED:
+            self.settled.set()
         self._log = logging.LoggerAdapter(
             log, {"session": core.config.session, "agent": core.config.agent}
         )
 
-    def deliver(self, item: NudgeInput | ResumeInput) -> None:
+    def deliver(self, item: NudgeInput | StartInput | Control) -> None:
         self._inbox.put_nowait(item)
 
     async def run(self) -> None:
         try:
-            await self._apply(self.core.start(), acks=[])
             while True:
-                item = await self._inbox.get()
-                await self._handle(item)
+                await self._handle(await self._inbox.get())
         finally:
             if self._action is not None:
                 self._action.cancel()
@@ -97,32 +124,77 @@ class AgentRunner:
 
     async def _handle(self, item: Input) -> None:
         match item:
+            case StartInput():
+                if not self._started:
+                    self._started = True
+                    await self._apply(self.core.start())
             case NudgeInput(nudge, entry_id):
-                await self._apply(self.core.nudge_arrived(nudge), acks=[entry_id])
-            case ModelDone(reply):
-                await self._apply(self.core.model_replied(reply), acks=[])
-            case ModelFailed(error):
-                self._log.warning("agent.model_failed error=%s", error)
-                step = self.core.model_failed(str(error), retryable=error.retryable)
-                await self._apply(step, acks=[])
-            case ToolsDone(results):
-                await self._apply(self.core.tools_finished(results), acks=[])
-            case ResumeInput():
-                await self._apply(self.core.resume(), acks=[])
+                acks = [entry_id] if entry_id is not None else []
+                await self._apply(self.core.nudge_arrived(nudge), acks=acks)
+            case Control(apply, done):
+                try:
+                    step = apply(self.core)
+                except CommandError as exc:
+                    _settle(done, exc)
+                    return
+                try:
+                    await self._apply(step)
+                except BaseException as exc:
+                    _settle(done, exc)
+                    raise
+                _settle(done, None)
+            case ActionEnded(task):
+                await self._action_ended(task)
 
-    async def _apply(self, step: Step, *, acks: list[str]) -> None:
+    async def _action_ended(self, task: asyncio.Task[ModelReply | list[ToolResult]]) -> None:
+        if task is not self._action:
+            return
+        self._action = None
+        if task.cancelled():
+            await self._apply(self.core.interrupted(list(self._finished_tools)))
+            return
+        exc = task.exception()
+        if isinstance(exc, ModelCallError):
+            self._log.warning("agent.model_failed error=%s", exc)
+            await self._apply(self.core.model_failed(str(exc), retryable=exc.retryable))
+        elif exc is not None:
+            raise exc
+        else:
+            outcome = task.result()
+            if isinstance(outcome, ModelReply):
+                await self._apply(self.core.model_replied(outcome))
+            else:
+                await self._apply(self.core.tools_finished(outcome))
+
+    async def _apply(self, step: Step, *, acks: list[str] | None = None) -> None:
         """Persist the step, then start its action: the store always runs ahead of the API."""
-        frames = await self._commit(step, acks)
+        frames = await self._commit(step, acks or [])
         self.core.mark_persisted()
         if frames and self._on_frames is not None:
             self._on_frames(frames)
+        if self.core.state.status in SETTLED:
+            self.settled.set()
+        else:
+            self.settled.clear()
         match step.action:
             case CallModel():
-                self._action = asyncio.create_task(self._call_model(step.action))
+                self._start_action(self._call_model(step.action))
             case RunTools():
-                self._action = asyncio.create_task(self._run_tools(step.action))
+                self._finished_tools = []
+                self._start_action(self._run_tools(step.action))
+            case Interrupt():
+                if self._action is not None:
+                    self._action.cancel()
             case None:
                 pass
+
+    def _start_action(
+        self,
+        coro: Awaitable[ModelReply | list[ToolResult]],
+    ) -> None:
+        task = asyncio.ensure_future(coro)
+        self._action = task
+        task.add_done_callback(lambda t: self._inbox.put_nowait(ActionEnded(t)))
 
     async def _commit(self, step: Step, acks: list[str]) -> list[Frame]:
         """Persist the step, waiting out a Redis outage: until then it exists only here."""
@@ -150,20 +222,53 @@ class AgentRunner:
                 if cancelling():
                     raise
 
-    async def _call_model(self, action: CallModel) -> None:
+    async def _call_model(self, action: CallModel) -> ModelReply:
         try:
-            reply = await self._model.complete(action.request)
-        except ModelCallError as exc:
-            self._inbox.put_nowait(ModelFailed(exc))
-        else:
-            self._inbox.put_nowait(ModelDone(reply))
+            return await self._model.complete(action.request, self._text_sink(action))
+        except ModelCallError:
+            raise
+        except Exception as exc:
+            self._log.exception("agent.model_call_crashed")
+            raise ModelCallError(f"the model call failed: {exc!r}", retryable=True) from exc
 
-    async def _run_tools(self, action: RunTools) -> None:
-        results = []
+    def _text_sink(self, action: CallModel) -> Callable[[str], None] | None:
+        sink = self._on_delta
+        if sink is None:
+            return None
+        config = self.core.config
+
+        def on_text(text: str) -> None:
+            sink(
+                TextDelta(
+                    session=config.session,
+                    agent=config.agent,
+                    request_no=action.request_no,
+                    text=text,
+                )
+            )
+
+        return on_text
+
+    async def _run_tools(self, action: RunTools) -> list[ToolResult]:
         for call in action.calls:
-            outcome = await run_tool(self._workspace, call.name, call.input)
-            results.append(ToolResult(call, outcome.content, outcome.is_error))
-        self._inbox.put_nowait(ToolsDone(results))
+            if call.name == SPAWN_TOOL:
+                try:
+                    outcome = await self._spawner(self.core, call)
+                except (RedisError, OSError) as exc:
+                    outcome = ToolOutcome(f"{SPAWN_TOOL} failed: {exc!r}", True)
+            else:
+                outcome = await run_tool(self._workspace, call.name, call.input)
+            self._finished_tools.append(ToolResult(call, outcome.content, outcome.is_error))
+        return list(self._finished_tools)
+
+
+def _settle(done: asyncio.Future[None] | None, error: BaseException | None) -> None:
+    if done is None or done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
 
 
 def cancelling() -> bool:

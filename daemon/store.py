@@ -26,6 +26,7 @@ from daemon.agent_state import AgentConfig, AgentState, Message
 from daemon.keys import NUDGE_GROUP, Keys
 from protocol.envelope import Frame
 from protocol.events import Event, NudgeRejected
+from protocol.nudges import Nudge
 from protocol.sessions import SessionSpec
 
 REJECTED_MAXLEN = 10_000
@@ -64,10 +65,19 @@ class Store:
             pipe.hset(self.keys.sessions, spec.id, spec.name)
             await pipe.execute()
 
-    async def add_agent(self, config: AgentConfig) -> None:
-        await self.redis.hset(
-            self.keys.agents(config.session), config.agent, config.model_dump_json()
-        )
+    async def add_agent(
+        self, config: AgentConfig, state: AgentState, events: Sequence[Event]
+    ) -> list[Frame]:
+        """Create an agent (a subagent) with its first state and events, atomically."""
+        sid = config.session
+        async with self._lock(sid):
+            frames = await self._frames(sid, events)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(self.keys.agents(sid), config.agent, config.model_dump_json())
+                pipe.set(self.keys.state(sid, config.agent), state.model_dump_json())
+                self._queue_frames(pipe, sid, frames)
+                await self._execute(pipe, sid, frames)
+        return frames
 
     async def session_names(self) -> dict[str, str]:
         """Every session id with its name."""
@@ -111,21 +121,14 @@ class Store:
         sid, aid = config.session, config.agent
         async with self._lock(sid):
             frames = await self._frames(sid, events)
-            try:
-                async with self.redis.pipeline(transaction=True) as pipe:
-                    if messages:
-                        pipe.rpush(self.keys.messages(sid, aid), *(_dumps(m) for m in messages))
-                    pipe.set(self.keys.state(sid, aid), state.model_dump_json())
-                    self._queue_frames(pipe, sid, frames)
-                    if acks:
-                        pipe.xack(self.keys.nudges, NUDGE_GROUP, *acks)
-                    await pipe.execute()
-            except BaseException:
-                # The EXEC may or may not have run: re-read the sequence next time.
-                self._seq.pop(sid, None)
-                raise
-            if frames:
-                self._seq[sid] = frames[-1].seq
+            async with self.redis.pipeline(transaction=True) as pipe:
+                if messages:
+                    pipe.rpush(self.keys.messages(sid, aid), *(_dumps(m) for m in messages))
+                pipe.set(self.keys.state(sid, aid), state.model_dump_json())
+                self._queue_frames(pipe, sid, frames)
+                if acks:
+                    pipe.xack(self.keys.nudges, NUDGE_GROUP, *acks)
+                await self._execute(pipe, sid, frames)
         return frames
 
     async def step_landed(self, config: AgentConfig, commits: int) -> bool:
@@ -147,10 +150,27 @@ class Store:
                 self._queue_frames(pipe, sid, frames)
                 if acks:
                     pipe.xack(self.keys.nudges, NUDGE_GROUP, *acks)
-                await pipe.execute()
-            if frames:
-                self._seq[sid] = frames[-1].seq
+                await self._execute(pipe, sid, frames)
         return frames
+
+    async def record_standing(self, nudge: Nudge, event: Event, ack: str) -> list[Frame]:
+        """Keep a standing nudge for every present and future agent of its session, and
+        ack its stream entry, atomically; agents then record it as usual."""
+        sid = nudge.session
+        async with self._lock(sid):
+            frames = await self._frames(sid, [event])
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.rpush(self.keys.standing(sid), nudge.model_dump_json())
+                self._queue_frames(pipe, sid, frames)
+                pipe.xack(self.keys.nudges, NUDGE_GROUP, ack)
+                await self._execute(pipe, sid, frames)
+        return frames
+
+    async def load_standing(self, sid: str) -> list[Nudge]:
+        """The session's standing nudges, oldest first, each once."""
+        raw: list[str] = await self.redis.lrange(self.keys.standing(sid), 0, -1)
+        nudges = {n.nudge_id: n for n in map(Nudge.model_validate_json, raw)}
+        return list(nudges.values())
 
     async def reject_unknown(self, nudge_id: str, session: str, reason: str, ack: str) -> None:
         """Report a nudge for a session that does not exist, and ack it."""
@@ -188,6 +208,17 @@ class Store:
         entries = await self.redis.xrevrange(self.keys.events(sid), count=1)
         return int(entries[0][0].split("-")[0]) if entries else 0
 
+    async def load_seq(self, sid: str) -> int:
+        """Read the session's last seq into the cache `known_seq` answers from."""
+        async with self._lock(sid):
+            if sid not in self._seq:
+                self._seq[sid] = await self.last_seq(sid)
+            return self._seq[sid]
+
+    def known_seq(self, sid: str) -> int:
+        """The last seq committed by this process (or loaded by `load_seq`)."""
+        return self._seq.get(sid, 0)
+
     # -- nudges -----------------------------------------------------------------
 
     async def ensure_nudge_group(self) -> None:
@@ -219,6 +250,17 @@ class Store:
 
     def _lock(self, sid: str) -> asyncio.Lock:
         return self._locks.setdefault(sid, asyncio.Lock())
+
+    async def _execute(self, pipe: Any, sid: str, frames: Sequence[Frame]) -> None:
+        """Run a MULTI that writes `frames`, keeping the seq cache true either way."""
+        try:
+            await pipe.execute()
+        except BaseException:
+            # The EXEC may or may not have run: re-read the sequence next time.
+            self._seq.pop(sid, None)
+            raise
+        if frames:
+            self._seq[sid] = frames[-1].seq
 
     async def _frames(self, sid: str, events: Sequence[Event]) -> list[Frame]:
         if sid not in self._seq:

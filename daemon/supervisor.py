@@ -1,36 +1,51 @@
-"""The supervisor: starts and resumes sessions, owns their agent runners, and
-consumes the nudge stream.
+"""The supervisor: starts and resumes sessions, owns their agent runners, carries out
+the operator's verbs, runs subagents, and consumes the nudge stream.
 
 Nudge delivery is at-least-once from Redis and effectively-once here: an entry is
 only acknowledged in the MULTI that records it in its agent's state (or reports it
-rejected), and a restarted consumer first re-reads its own pending entries.
+rejected, or keeps it as a standing nudge of its session), and a restarted consumer
+first re-reads its own pending entries.
+
+Subagents run concurrently up to their session's cap: each holds a slot from its start
+until it settles (done, failed or vetoed), and a parent waiting on its own children
+gives its slot back meanwhile, so nested spawns cannot starve each other.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import secrets
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from pydantic import ValidationError
 from redis.exceptions import RedisError, ResponseError
 
 from daemon.agent_core import AgentCore
-from daemon.agent_state import ROOT, AgentConfig
+from daemon.agent_state import ROOT, AgentConfig, AgentState, Step, ToolCall
 from daemon.catalog import model_info
-from daemon.errors import CommandError, UnknownSession
+from daemon.errors import CommandError, UnknownAgent, UnknownSession
 from daemon.model_client import ModelClient
 from daemon.prompts import system_prompt
-from daemon.runner import AgentRunner, FrameSink, NudgeInput, ResumeInput, cancelling
+from daemon.runner import (
+    AgentRunner,
+    Control,
+    DeltaSink,
+    FrameSink,
+    NudgeInput,
+    StartInput,
+    cancelling,
+)
 from daemon.store import NudgeEntry, Store
-from daemon.tools import TOOL_SPECS
-from protocol.events import Event, NudgeRejected, SessionCreated
+from daemon.subagents import MAX_DEPTH, SPAWN_SPEC, parse_spawn, report
+from daemon.tools import TOOL_SPECS, ToolOutcome
+from protocol.events import AgentStarted, Event, NudgeReceived, NudgeRejected, SessionCreated
 from protocol.nudges import Nudge, SendNudge
-from protocol.sessions import AgentSummary, SessionSpec, SessionSummary, StartSession
+from protocol.sessions import SETTLED, AgentSummary, SessionSpec, SessionSummary, StartSession
 
 log = logging.getLogger("steer.supervisor")
 
@@ -38,6 +53,25 @@ CONSUMER = "steerd"
 NUDGE_BLOCK_MS = 1_000
 RETRY_DELAY_S = 0.5
 STOP_RECANCEL_S = 0.2
+
+
+class SlotPool:
+    """The session's subagent slots; `take` and `give_back` are per agent, so a slot is
+    never given back twice."""
+
+    def __init__(self, size: int) -> None:
+        self._free = asyncio.Semaphore(size)
+        self._holders: set[str] = set()
+
+    async def take(self, agent: str) -> None:
+        if agent not in self._holders:
+            await self._free.acquire()
+            self._holders.add(agent)
+
+    def give_back(self, agent: str) -> None:
+        if agent in self._holders:
+            self._holders.discard(agent)
+            self._free.release()
 
 
 class Supervisor:
@@ -48,13 +82,16 @@ class Supervisor:
         *,
         default_model: str,
         on_frames: FrameSink | None = None,
+        on_delta: DeltaSink | None = None,
     ) -> None:
         self.store = store
         self._model = model
         self._default_model = default_model
         self._on_frames = on_frames
+        self._on_delta = on_delta
         self._specs: dict[str, SessionSpec] = {}
         self._runners: dict[str, dict[str, AgentRunner]] = {}
+        self._slots: dict[str, SlotPool] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- life cycle -------------------------------------------------------------
@@ -66,9 +103,14 @@ class Supervisor:
             spec = await self.store.load_spec(sid)
             if spec is None:
                 continue
-            self._specs[sid] = spec
+            self._open(spec)
+            await self.store.load_seq(sid)
+            standing = await self.store.load_standing(sid)
             for stored in await self.store.load_agents(sid):
-                self._launch(AgentCore(stored.config, stored.state, stored.messages))
+                runner = self._launch(AgentCore(stored.config, stored.state, stored.messages))
+                if runner.core.state.status not in SETTLED:
+                    for nudge in standing:
+                        runner.deliver(NudgeInput(nudge, None))
         log.info("supervisor.started sessions=%d", len(self._specs))
         self._spawn(self._consume_nudges())
 
@@ -95,6 +137,8 @@ class Supervisor:
             workdir=request.workdir,
             model=model,
             created_at=time.time(),
+            approve=request.approve,
+            max_parallel_subagents=request.max_parallel_subagents,
         )
         root = AgentConfig(
             session=sid,
@@ -103,12 +147,13 @@ class Supervisor:
             workdir=request.workdir,
             model=model,
             system=system_prompt(request.workdir),
-            tools=TOOL_SPECS,
+            tools=[*TOOL_SPECS, SPAWN_SPEC],
             system_messages=model_info(model).system_messages,
+            approve=request.approve,
         )
         await self.store.create_session(spec, root)
-        await self._emit(sid, [SessionCreated(agent=ROOT, spec=spec)])
-        self._specs[sid] = spec
+        await self._emit(sid, [SessionCreated(agent=ROOT, spec=spec), _started(root)])
+        self._open(spec)
         self._launch(AgentCore(root))
         log.info("session.created sid=%s name=%s model=%s", sid, spec.name, model)
         return spec
@@ -132,35 +177,64 @@ class Supervisor:
         agents = [_summary_of(r.core) for r in self._runners.get(sid, {}).values()]
         root = next((a for a in agents if a.agent == ROOT), None)
         return SessionSummary(
-            spec=self._specs[sid], status=root.status if root else "done", agents=agents
+            spec=self._specs[sid],
+            status=root.status if root else "done",
+            agents=agents,
+            last_seq=self.store.known_seq(sid),
         )
 
     def core(self, sid: str, agent: str = ROOT) -> AgentCore:
-        runner = self._runners.get(sid, {}).get(agent)
-        if runner is None:
-            raise UnknownSession(f"unknown agent {sid}/{agent}")
-        return runner.core
+        return self._runner(sid, agent).core
 
-    def resume(self, sid: str, agent: str | None = None) -> None:
-        for aid, runner in self._runners.get(sid, {}).items():
-            if agent is None or aid == agent:
-                runner.deliver(ResumeInput())
-
-    # Control verbs. Each returns once the verb took effect on every agent concerned
-    # (persisted, events emitted) and raises CommandError when it cannot.
+    # -- verbs --------------------------------------------------------------------
+    # Each returns once the verb is persisted for every agent concerned, and raises
+    # CommandError when it cannot apply.
 
     async def send_nudge(self, sid: str, body: SendNudge) -> Nudge:
         """Queue a nudge on the nudge stream (any mode); returns it as queued."""
-        raise CommandError("conflict", "not built yet")
+        agent = body.agent if body.agent not in (None, ROOT) else None
+        self._runner(sid, agent or ROOT)  # an unknown agent is refused now, not later
+        nudge = Nudge(
+            nudge_id=body.nudge_id or f"n-{os.urandom(8).hex()}",
+            session=sid,
+            agent=agent,
+            mode=body.mode,
+            text=body.text,
+            author=body.author,
+            sent_at=time.time(),
+            standing=body.standing,
+        )
+        await self.store.send_nudge(nudge.to_fields())
+        return nudge
 
     async def pause_agents(self, sid: str, agent: str | None, *, now: bool, author: str) -> None:
-        raise CommandError("conflict", "not built yet")
+        """Pause one agent, or every agent of the session that has not settled."""
+        await self._control(
+            self._targets(sid, agent, "can be paused", lambda c: c.state.status not in SETTLED),
+            lambda core: core.pause(now=now, author=author),
+        )
 
     async def resume_agents(self, sid: str, agent: str | None, *, author: str) -> None:
-        raise CommandError("conflict", "not built yet")
+        """Resume one agent, or every paused or failed agent of the session."""
+
+        def resumable(core: AgentCore) -> bool:
+            return core.state.status in ("paused", "failed") or core.state.pause_requested
+
+        await self._control(
+            self._targets(sid, agent, "is paused or failed", resumable),
+            lambda core: core.resume(author=author),
+        )
 
     async def veto(self, sid: str, agent: str | None, *, reason: str | None, author: str) -> None:
-        raise CommandError("conflict", "not built yet")
+        """Stop an agent (the root agent by default) and all its descendants."""
+        target = self._runner(sid, agent or ROOT)
+        if target.core.state.status == "done":
+            raise CommandError("conflict", f"agent {sid}/{target.core.config.agent} is done")
+        tree = [target, *self._descendants(sid, target.core.config.agent)]
+        await self._control(
+            [r for r in tree if r.core.state.status not in ("done", "vetoed")],
+            lambda core: core.veto(reason=reason, author=author),
+        )
 
     async def decide(
         self,
@@ -172,17 +246,170 @@ class Supervisor:
         reason: str | None,
         author: str,
     ) -> None:
-        raise CommandError("conflict", "not built yet")
+        """Approve or deny a tool call waiting for the operator."""
+        runners = [self._runner(sid, agent)] if agent else self._runners.get(sid, {}).values()
+        waiting = [
+            r for r in runners if any(p.call_id == call_id for p in r.core.pending_approvals())
+        ]
+        if not waiting:
+            raise CommandError("not_pending", f"no tool call {call_id} awaits a decision")
+        await self._control(
+            waiting[:1],
+            lambda core: core.decide(call_id, approve=approve, reason=reason, author=author),
+        )
+
+    # -- subagents ------------------------------------------------------------------
+
+    async def spawn(self, parent: AgentCore, call: ToolCall) -> ToolOutcome:
+        """Run a spawn_agents call: start its children (or find them, after a restart),
+        wait until each has settled, and report."""
+        request = parse_spawn(call.input)
+        if isinstance(request, str):
+            return ToolOutcome(request, True)
+        sid = parent.config.session
+        existing = {
+            r.core.config.index: r
+            for r in self._runners[sid].values()
+            if r.core.config.parent_call == call.id
+        }
+        children = [
+            existing.get(i)
+            or await self._create_child(parent.config, call.id, i, task.task, task.name)
+            for i, task in enumerate(request.agents)
+        ]
+        slots = self._slots[sid]
+        slots.give_back(parent.config.agent)  # a waiting parent holds no slot
+        try:
+            await asyncio.gather(*(child.settled.wait() for child in children))
+        except asyncio.CancelledError:
+            # The parent was redirected or vetoed: its children's work has no taker.
+            for child in children:
+                if child.core.state.status not in SETTLED:
+                    child.deliver(
+                        Control(
+                            lambda core: core.veto(
+                                reason="its parent was interrupted", author="steer"
+                            )
+                        )
+                    )
+            raise
+        if parent.config.parent is not None:
+            await slots.take(parent.config.agent)
+        return ToolOutcome(
+            report([(c.core.config, c.core.state, c.core.report()) for c in children]), False
+        )
+
+    async def _create_child(
+        self, parent: AgentConfig, call_id: str, index: int, task: str, name: str | None
+    ) -> AgentRunner:
+        sid = parent.session
+        spec = self._specs[sid]
+        depth = parent.depth + 1
+        config = AgentConfig(
+            session=sid,
+            agent=f"a{len(self._runners[sid])}",
+            parent=parent.agent,
+            parent_call=call_id,
+            index=index,
+            depth=depth,
+            name=name,
+            task=task,
+            workdir=parent.workdir,
+            model=parent.model,
+            system=system_prompt(parent.workdir, subagent=True),
+            tools=[*TOOL_SPECS, SPAWN_SPEC] if depth < MAX_DEPTH else list(TOOL_SPECS),
+            system_messages=parent.system_messages,
+            approve=spec.approve,
+        )
+        state = AgentState(status="queued")
+        runner = self._launch(AgentCore(config, state))  # reserves the id at once
+        frames = await self.store.add_agent(config, state, [_started(config)])
+        if self._on_frames is not None:
+            self._on_frames(frames)
+        for nudge in await self.store.load_standing(sid):
+            runner.deliver(NudgeInput(nudge, None))
+        log.info("agent.spawned sid=%s agent=%s parent=%s", sid, config.agent, parent.agent)
+        return runner
+
+    async def _hold_slot(self, runner: AgentRunner) -> None:
+        """Start a subagent once a slot is free; give the slot back when it settles."""
+        config = runner.core.config
+        slots = self._slots[config.session]
+        await slots.take(config.agent)
+        try:
+            runner.deliver(StartInput())
+            await runner.settled.wait()
+        finally:
+            slots.give_back(config.agent)
 
     # -- internals --------------------------------------------------------------
 
     def _created_at(self, sid: str) -> float:
         return self._specs[sid].created_at
 
-    def _launch(self, core: AgentCore) -> None:
-        runner = AgentRunner(core, model=self._model, store=self.store, on_frames=self._on_frames)
-        self._runners.setdefault(core.config.session, {})[core.config.agent] = runner
+    def _open(self, spec: SessionSpec) -> None:
+        self._specs[spec.id] = spec
+        self._runners.setdefault(spec.id, {})
+        self._slots[spec.id] = SlotPool(spec.max_parallel_subagents)
+
+    def _launch(self, core: AgentCore) -> AgentRunner:
+        subagent = core.config.parent is not None
+        runner = AgentRunner(
+            core,
+            model=self._model,
+            store=self.store,
+            spawner=self.spawn,
+            on_frames=self._on_frames,
+            on_delta=self._on_delta,
+            autostart=not subagent,
+        )
+        self._runners[core.config.session][core.config.agent] = runner
         self._spawn(runner.run(), name=f"agent {core.config.session}/{core.config.agent}")
+        if subagent and core.state.status not in SETTLED:
+            self._spawn(
+                self._hold_slot(runner), name=f"slot {core.config.session}/{core.config.agent}"
+            )
+        return runner
+
+    def _runner(self, sid: str, agent: str) -> AgentRunner:
+        runner = self._runners.get(sid, {}).get(agent)
+        if runner is None:
+            raise UnknownAgent(f"unknown agent {sid}/{agent}")
+        return runner
+
+    def _descendants(self, sid: str, agent: str) -> list[AgentRunner]:
+        """Every agent below `agent`, parents before children."""
+        found, frontier = [], [agent]
+        while frontier:
+            children = [r for r in self._runners[sid].values() if r.core.config.parent in frontier]
+            found.extend(children)
+            frontier = [r.core.config.agent for r in children]
+        return found
+
+    def _targets(
+        self, sid: str, agent: str | None, what: str, eligible: Callable[[AgentCore], bool]
+    ) -> list[AgentRunner]:
+        """The named agent (the core decides if it applies), or every eligible one."""
+        if agent is not None:
+            return [self._runner(sid, agent)]
+        targets = [r for r in self._runners.get(sid, {}).values() if eligible(r.core)]
+        if not targets:
+            raise CommandError("conflict", f"no agent of session {sid} {what}")
+        return targets
+
+    async def _control(
+        self, runners: Sequence[AgentRunner], apply: Callable[[AgentCore], Step]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        controls = [Control(apply, loop.create_future()) for _ in runners]
+        for runner, control in zip(runners, controls, strict=True):
+            runner.deliver(control)
+        results = await asyncio.gather(
+            *(c.done for c in controls if c.done is not None), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str | None = None) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -235,6 +462,15 @@ class Supervisor:
             reason = "; ".join(e["msg"] for e in exc.errors())
             await self._reject(nudge_id, session, f"invalid nudge: {reason}", entry.entry_id)
             return
+        if nudge.standing and nudge.session in self._specs:
+            event = NudgeReceived(agent="*", nudge=nudge)
+            frames = await self.store.record_standing(nudge, event, entry.entry_id)
+            if self._on_frames is not None:
+                self._on_frames(frames)
+            for each in self._runners[nudge.session].values():
+                if each.core.state.status not in ("done", "vetoed"):
+                    each.deliver(NudgeInput(nudge, None))
+            return
         runner = self._runners.get(nudge.session, {}).get(nudge.agent or ROOT)
         if runner is None:
             await self._reject(nudge_id, session, f"no agent {nudge.target}", entry.entry_id)
@@ -250,11 +486,23 @@ class Supervisor:
             await self.store.reject_unknown(nudge_id, session, reason, entry_id)
 
 
+def _started(config: AgentConfig) -> AgentStarted:
+    return AgentStarted(
+        agent=config.agent,
+        parent=config.parent,
+        parent_call=config.parent_call,
+        name=config.name,
+        task=config.task,
+        model=config.model,
+    )
+
+
 def _summary_of(core: AgentCore) -> AgentSummary:
     state = core.state
     return AgentSummary(
         session=core.config.session,
         agent=core.config.agent,
+        name=core.config.name,
         parent=core.config.parent,
         status=state.status,
         model=core.config.model,
@@ -263,6 +511,7 @@ def _summary_of(core: AgentCore) -> AgentSummary:
         cost_usd=state.cost_usd,
         last_cached_share=state.last_cached_share,
         error=state.error,
+        approvals=core.pending_approvals(),
     )
 
 

@@ -178,7 +178,7 @@ async def test_a_failed_model_call_is_visible_and_resumable(
     spec = await supervisor.create_session(start("[scenario:short] overloaded", tmp_path))
     failed = await wait_for(store, spec.id, is_status("failed"))
     assert "529" in (supervisor.summary(spec.id).agents[0].error or "")
-    supervisor.resume(spec.id)
+    await supervisor.resume_agents(spec.id, None, author="tester")
     await wait_for(store, spec.id, is_status("idle"), since=failed.seq)
 
 
