@@ -322,12 +322,13 @@ class Supervisor:
             approve=spec.approve,
         )
         state = AgentState(status="queued")
-        runner = self._launch(AgentCore(config, state))  # reserves the id at once
+        runner = self._launch(AgentCore(config, state), hold_slot=False)  # reserves the id
         frames = await self.store.add_agent(config, state, [_started(config)])
         if self._on_frames is not None:
             self._on_frames(frames)
         for nudge in await self.store.load_standing(sid):
-            runner.deliver(NudgeInput(nudge, None))
+            runner.deliver(NudgeInput(nudge, None))  # before it starts: in its first request
+        self._spawn(self._hold_slot(runner), name=f"slot {sid}/{config.agent}")
         log.info("agent.spawned sid=%s agent=%s parent=%s", sid, config.agent, parent.agent)
         return runner
 
@@ -352,7 +353,7 @@ class Supervisor:
         self._runners.setdefault(spec.id, {})
         self._slots[spec.id] = SlotPool(spec.max_parallel_subagents)
 
-    def _launch(self, core: AgentCore) -> AgentRunner:
+    def _launch(self, core: AgentCore, *, hold_slot: bool = True) -> AgentRunner:
         subagent = core.config.parent is not None
         runner = AgentRunner(
             core,
@@ -365,7 +366,7 @@ class Supervisor:
         )
         self._runners[core.config.session][core.config.agent] = runner
         self._spawn(runner.run(), name=f"agent {core.config.session}/{core.config.agent}")
-        if subagent and core.state.status not in SETTLED:
+        if subagent and hold_slot and core.state.status not in SETTLED:
             self._spawn(
                 self._hold_slot(runner), name=f"slot {core.config.session}/{core.config.agent}"
             )

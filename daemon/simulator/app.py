@@ -187,7 +187,7 @@ class _Routes:
                 envelope,
                 reply,
                 usage,
-                token_rate=self.sim.config.token_rate,
+                token_rate=reply.token_rate or self.sim.config.token_rate,
                 interruption=interruption,
             )
             return StreamingResponse(

@@ -4,7 +4,8 @@ A scenario is a JSON file::
 
     {"name": "demo",
      "match": "--verbose",            # substring of the first user message; null = default
-     "turns": [{"text": "...", "tool_calls": [{"name": "read_file", "input": {...}}]}],
+     "turns": [{"text": "...", "tool_calls": [{"name": "read_file", "input": {...}}],
+                "token_rate": 5}],           # optional: stream this turn slowly
      "after_script": "end",           # or "loop": wrap around to the first turn
      "ack_template": "Noted: {text}", # how a nudge is acknowledged
      "final_text": "All done."}       # the end_turn reply once an "end" script ran out
@@ -49,6 +50,9 @@ class Turn(BaseModel):
 
     text: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
+    #: Stream this turn at this many tokens per second (a slow model to interrupt),
+    #: unless it acknowledges an operator note: a redirected agent gets on with it.
+    token_rate: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _says_something(self) -> Turn:

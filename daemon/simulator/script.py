@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from daemon.simulator.request import JsonObject, content_blocks
 from daemon.simulator.scenario import Scenario
@@ -28,6 +28,8 @@ class Reply:
     content: list[JsonObject]
     stop_reason: str
     output_tokens: int
+    #: The turn's own streaming pace, if it has one (None: the server's).
+    token_rate: float | None = None
 
 
 def plan_reply(
@@ -57,7 +59,10 @@ def plan_reply(
             }
         )
     stop_reason = "tool_use" if turn.tool_calls else "end_turn"
-    return _within(content, stop_reason, max_tokens)
+    reply = _within(content, stop_reason, max_tokens)
+    if note is None and turn.token_rate is not None:
+        return replace(reply, token_rate=turn.token_rate)
+    return reply
 
 
 def latest_note(messages: Sequence[Mapping[str, object]]) -> str | None:
