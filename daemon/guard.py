@@ -1,58 +1,222 @@
 """`LoopbackGuard`: the checks every request passes before the app sees it.
 
-A nudge is a command to an agent that runs tools, so every HTTP request must carry
-the daemon's token and name a loopback Host with the daemon's port (DNS rebinding),
-and bodies are size-limited. Starlette middleware does not run for websocket scopes,
-so this is a plain ASGI wrapper.
+A nudge is a command to an agent that runs tools, so every HTTP request and every
+websocket handshake must carry the daemon's token and name a loopback Host with the
+daemon's port (DNS rebinding). A websocket handshake must also come with no Origin
+(a native client) or one on the allow-list: browsers do not apply the same-origin
+policy to websockets. HTTP bodies are size-limited.
+
+Starlette middleware does not run for websocket scopes, so this is a plain ASGI
+wrapper, and a refused websocket is refused before `accept()`: with a real HTTP
+response (401 or 403) through the `websocket.http.response` extension where the
+server offers it (uvicorn does), else with a close (1008, which servers turn into 403).
+Refusals are logged with their reason and peer, never with the token.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi.responses import JSONResponse
 
+from protocol.websocket import TOKEN_SUBPROTOCOL_PREFIX
+
+log = logging.getLogger("steer.guard")
+
 MAX_BODY_BYTES = 256 * 1024
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+#: The close code for a refused websocket when the server has no HTTP response extension.
+CLOSE_POLICY = 1008
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: (HTTP status, error type, message)
+Refusal = tuple[int, str, str]
+
+_UNAUTHORIZED: Refusal = (401, "unauthorized", "missing or wrong token (see STEER_HOME/token)")
+_FORBIDDEN_HOST: Refusal = (
+    403,
+    "forbidden_host",
+    "the Host header must name this daemon on loopback",
+)
+_FORBIDDEN_ORIGIN: Refusal = (403, "forbidden_origin", "this Origin may not open the websocket")
+_TOO_LARGE: Refusal = (413, "too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
 
 
 class LoopbackGuard:
-    """Token, Host and size checks for every HTTP request, before the app sees it."""
+    """Token and Host checks for every request; Origin for websockets; body size for HTTP."""
 
-    def __init__(self, app: ASGIApp, *, token: str, port: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        token: str,
+        port: int,
+        allowed_origins: frozenset[str] = frozenset(),
+    ) -> None:
         self._app = app
         self._token = token.encode()
         self._hosts = {f"{host}:{port}".encode() for host in LOOPBACK_HOSTS}
+        self._origins = {origin.encode() for origin in allowed_origins}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
-        headers = dict(scope["headers"])
-        refusal = self._refusal(headers)
+        match scope["type"]:
+            case "http":
+                await self._http(scope, receive, send)
+            case "websocket":
+                await self._websocket(scope, receive, send)
+            case _:
+                await self._app(scope, receive, send)
+
+    # -- HTTP -------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = _headers(scope)
+        refusal = self._host_refusal(headers) or self._token_refusal(headers, None)
+        if refusal is None and b"content-length" in headers:
+            length = _single(headers, b"content-length") or b""
+            if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+                refusal = _TOO_LARGE
+        elif refusal is None and b"transfer-encoding" in headers:
+            # No length up front: read the body here, up to the limit, and replay it.
+            body = await _read_body(receive)
+            if body is None:
+                refusal = _TOO_LARGE
+            else:
+                receive = _replay(body, receive)
         if refusal is not None:
+            _log_refusal(scope, refusal)
             status, kind, message = refusal
             response = JSONResponse({"error": {"type": kind, "message": message}}, status)
             await response(scope, receive, send)
             return
         await self._app(scope, receive, send)
 
-    def _refusal(self, headers: dict[bytes, bytes]) -> tuple[int, str, str] | None:
-        if headers.get(b"host", b"") not in self._hosts:
-            return 403, "forbidden_host", "the Host header must name this daemon on loopback"
-        auth = headers.get(b"authorization", b"")
-        scheme, _, token = auth.partition(b" ")
-        if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._token):
-            return 401, "unauthorized", "missing or wrong token (see STEER_HOME/token)"
-        length = headers.get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-            return 413, "too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes"
-        return None
+    # -- websocket --------------------------------------------------------------
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = _headers(scope)
+        offered: list[str] = list(scope.get("subprotocols") or [])
+        tokens = [p for p in offered if p.startswith(TOKEN_SUBPROTOCOL_PREFIX)]
+        refusal = (
+            self._host_refusal(headers)
+            or self._origin_refusal(headers)
+            or self._token_refusal(headers, tokens)
+        )
+        if refusal is not None:
+            _log_refusal(scope, refusal)
+            await _refuse_websocket(scope, receive, send, refusal)
+            return
+        # The app never sees the token, so it cannot echo it back as the subprotocol.
+        inner = dict(scope)
+        inner["subprotocols"] = [p for p in offered if p not in tokens]
+        await self._app(inner, receive, send)
+
+    # -- checks -----------------------------------------------------------------
+
+    def _host_refusal(self, headers: dict[bytes, list[bytes]]) -> Refusal | None:
+        host = _single(headers, b"host")
+        return None if host is not None and host in self._hosts else _FORBIDDEN_HOST
+
+    def _origin_refusal(self, headers: dict[bytes, list[bytes]]) -> Refusal | None:
+        if b"origin" not in headers:
+            return None  # a native client: browsers always send Origin
+        origin = _single(headers, b"origin")
+        return None if origin is not None and origin in self._origins else _FORBIDDEN_ORIGIN
+
+    def _token_refusal(
+        self, headers: dict[bytes, list[bytes]], subprotocols: list[str] | None
+    ) -> Refusal | None:
+        """The token from `Authorization: Bearer`, or else (websockets) from the one
+        offered `steer.token.<token>` subprotocol."""
+        if b"authorization" in headers:
+            auth = _single(headers, b"authorization") or b""
+            scheme, _, given = auth.partition(b" ")
+            if scheme.lower() != b"bearer":
+                return _UNAUTHORIZED
+            given = given.strip()
+        elif subprotocols is not None and len(subprotocols) == 1:
+            given = subprotocols[0].removeprefix(TOKEN_SUBPROTOCOL_PREFIX).encode()
+        else:
+            return _UNAUTHORIZED
+        return None if hmac.compare_digest(given, self._token) else _UNAUTHORIZED
+
+
+def _headers(scope: Scope) -> dict[bytes, list[bytes]]:
+    headers: dict[bytes, list[bytes]] = {}
+    for name, value in scope["headers"]:
+        headers.setdefault(bytes(name).lower(), []).append(bytes(value))
+    return headers
+
+
+def _single(headers: dict[bytes, list[bytes]], name: bytes) -> bytes | None:
+    """The header's value if it was sent exactly once (a repeat is refused)."""
+    values = headers.get(name, [])
+    return values[0] if len(values) == 1 else None
+
+
+async def _read_body(receive: Receive) -> list[Message] | None:
+    """The request's messages up to the end of its body, or None past the limit."""
+    messages: list[Message] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages
+        size += len(message.get("body", b""))
+        if size > MAX_BODY_BYTES:
+            return None
+        if not message.get("more_body", False):
+            return messages
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
+
+
+async def _refuse_websocket(scope: Scope, receive: Receive, send: Send, refusal: Refusal) -> None:
+    status, kind, message = refusal
+    connect = await receive()
+    if connect["type"] != "websocket.connect":
+        return  # the client went away already
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        body = json.dumps({"error": {"type": kind, "message": message}}).encode()
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": CLOSE_POLICY, "reason": kind})
+
+
+def _log_refusal(scope: Scope, refusal: Refusal) -> None:
+    client = scope.get("client")
+    peer = f"{client[0]}:{client[1]}" if client else "?"
+    log.warning(
+        "guard.refused kind=%s status=%d reason=%s peer=%s path=%r",
+        scope["type"],
+        refusal[0],
+        refusal[1],
+        peer,
+        scope.get("path", ""),
+    )

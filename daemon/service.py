@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from daemon.api import create_api
 from daemon.guard import LoopbackGuard
+from daemon.hub import Hub
 from daemon.keys import Keys
 from daemon.model_client import AnthropicModelClient
 from daemon.paths import DAEMON_FILE, TOKEN_FILE, write_private
@@ -29,6 +30,8 @@ from daemon.settings import Settings
 from daemon.simulator import SimulatorConfig, SimulatorServer
 from daemon.store import Store
 from daemon.supervisor import Supervisor
+from daemon.ws import mount as mount_websocket
+from protocol.websocket import MAX_CLIENT_FRAME_BYTES
 
 log = logging.getLogger("steer.daemon")
 
@@ -46,7 +49,13 @@ async def serve(settings: Settings) -> None:
         store = Store(redis, Keys(settings.key_prefix))
 
         client, simulator_url = await _model_client(settings, stack)
-        supervisor = Supervisor(store, AnthropicModelClient(client), default_model=settings.model)
+        hub = Hub(store)
+        supervisor = Supervisor(
+            store,
+            AnthropicModelClient(client),
+            default_model=settings.model,
+            on_frames=hub.publish,
+        )
         await supervisor.start()
         stack.push_async_callback(supervisor.stop)
 
@@ -55,10 +64,7 @@ async def serve(settings: Settings) -> None:
         sock.bind((settings.host, settings.port))
         port = sock.getsockname()[1]
         token = secrets.token_urlsafe(24)
-        app = LoopbackGuard(create_api(supervisor, store), token=token, port=port)
-        server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", lifespan="off", ws_max_size=1 << 20)
-        )
+        server = api_server(supervisor, store, hub, token=token, port=port)
         write_private(home / TOKEN_FILE, token)
         info = {"url": f"http://127.0.0.1:{port}", "pid": os.getpid(), "simulator": simulator_url}
         write_private(home / DAEMON_FILE, json.dumps(info))
@@ -71,6 +77,26 @@ async def serve(settings: Settings) -> None:
         )
         await server.serve(sockets=[sock])
     log.info("daemon.stopped")
+
+
+def api_server(
+    supervisor: Supervisor,
+    store: Store,
+    hub: Hub,
+    *,
+    token: str,
+    port: int,
+    allowed_origins: frozenset[str] = frozenset(),
+) -> uvicorn.Server:
+    """The HTTP and websocket API behind the guard, as a uvicorn server for `port`."""
+    api = create_api(supervisor, store)
+    mount_websocket(api, supervisor, hub)
+    app = LoopbackGuard(api, token=token, port=port, allowed_origins=allowed_origins)
+    # uvicorn closes a connection (1009) on a larger frame before the app sees it.
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="off", ws_max_size=MAX_CLIENT_FRAME_BYTES
+    )
+    return uvicorn.Server(config)
 
 
 async def _model_client(
