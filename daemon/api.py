@@ -251,6 +251,20 @@ def create_api(supervisor: Supervisor, store: Store) -> FastAPI:
         await execute(supervisor, cmd)
         return supervisor.summary(sid)
 
+    openapi = app.openapi
+
+    def openapi_with_json_errors() -> dict[str, Any]:
+        # FastAPI files a streaming route's documented refusals under its own media type;
+        # they are JSON like everywhere else.
+        schema = openapi()
+        for operation in (op for ops in schema["paths"].values() for op in ops.values()):
+            for status, response in operation["responses"].items():
+                content = response.get("content", {})
+                if not status.startswith("2") and NDJSONResponse.media_type in content:
+                    content["application/json"] = content.pop(NDJSONResponse.media_type)
+        return schema
+
+    app.openapi = openapi_with_json_errors  # type: ignore[method-assign]
     return app
 
 
