@@ -16,7 +16,8 @@ import hmac
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -124,7 +125,7 @@ class _Routes:
             if fault is not None:
                 record.fault = fault.kind
                 _refuse(fault, parsed.stream)
-            return self._reply(parsed, prompt, breakpoints, record, fault)
+            return self._reply(request, parsed, prompt, breakpoints, record, fault)
         except ApiError as error:
             record.status = error.status
             raise
@@ -142,6 +143,7 @@ class _Routes:
 
     def _reply(
         self,
+        request: Request,
         parsed: MessagesRequest,
         prompt: Prompt,
         breakpoints: list[Breakpoint],
@@ -191,7 +193,9 @@ class _Routes:
                 interruption=interruption,
             )
             return StreamingResponse(
-                events, media_type="text/event-stream", headers={"cache-control": "no-cache"}
+                _until_disconnected(request, events),
+                media_type="text/event-stream",
+                headers={"cache-control": "no-cache"},
             )
         message = {
             **envelope,
@@ -313,3 +317,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def _new_id(prefix: str) -> str:
     return prefix + uuid.uuid4().hex[:24]
+
+
+async def _until_disconnected(
+    request: Request, events: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
+    """Stop streaming once the client has gone (a cancelled call), as the API does;
+    the server may not tell the body's generator by itself."""
+    async with aclosing(events):  # type: ignore[type-var]
+        async for chunk in events:
+            if await request.is_disconnected():
+                return
+            yield chunk
