@@ -284,16 +284,15 @@ async def test_a_standing_nudge_reaches_every_agent_including_later_subagents(
     await wait_for(store, spec.id, is_event("nudge.received", agent="root"))
     (spawn,) = supervisor.summary(spec.id).agents[0].approvals
     await supervisor.decide(spec.id, None, spawn.call_id, approve=True, reason=None, author="ann")
-    await wait_for(store, spec.id, is_status("done", agent="a1"))
-    await supervisor.veto(spec.id, "a2", reason=None, author="ann")
+    # Each child acknowledges the note in its first reply, so even the slow one ends.
     await wait_for(store, spec.id, is_status("idle"))
 
     note = {"role": "system", "content": "Operator note from ann: no casts anywhere"}
     for agent in ("root", "a1", "a2"):
         assert note in supervisor.core(spec.id, agent).messages, agent
-    child = supervisor.core(spec.id, "a1").messages
-    assert child[1] == note  # right after its task, before its first request
-    assert nudge.nudge_id in supervisor.core(spec.id, "a2").state.seen_nudges
+    for child in ("a1", "a2"):  # right after its task, in its first request
+        assert supervisor.core(spec.id, child).messages[1] == note
+        assert nudge.nudge_id in supervisor.core(spec.id, child).state.seen_nudges
 
 
 async def test_subagents_live_on_across_a_daemon_restart(
