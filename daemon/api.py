@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, JsonValue, TypeAdapter, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException
 
 from daemon.commands import execute
 from daemon.errors import HTTP_STATUS, CommandError, UnknownAgent
@@ -89,8 +90,12 @@ def _documented(description: str) -> dict[str, Any]:
     return {"model": ErrorResponse, "description": description}
 
 
-#: The refusals any route may answer (the first three come from the guard).
+#: The error code of a refusal the framework makes before a route runs, by status.
+FRAMEWORK_CODES: dict[int, ErrorCode] = {413: "too_large", 422: "invalid", 429: "rate_limited"}
+
+#: The refusals any route may answer.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _documented("bad_frame: the body cannot be parsed"),
     401: _documented("missing or wrong token"),
     403: _documented("the Host header does not name this daemon on loopback"),
     404: _documented("unknown_session or unknown_agent"),
@@ -123,6 +128,18 @@ def create_api(supervisor: Supervisor, store: Store) -> FastAPI:
     @app.exception_handler(CommandError)
     async def _refused(request: Request, exc: CommandError) -> JSONResponse:
         return error_response(exc.code, exc.message)
+
+    @app.exception_handler(HTTPException)
+    async def _not_a_command(request: Request, exc: HTTPException) -> JSONResponse:
+        # The framework's own refusals: a body it cannot parse (400), no such route (404),
+        # a method the route does not take (405).
+        if exc.status_code == 404:
+            message = f"no route {request.method} {request.url.path}"
+        else:
+            message = str(exc.detail)
+        code = FRAMEWORK_CODES.get(exc.status_code, "bad_frame")
+        body = ErrorResponse(error=ErrorInfo(code=code, message=message))
+        return JSONResponse(body.model_dump(mode="json"), exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

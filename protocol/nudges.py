@@ -30,7 +30,16 @@ def _check_text(text: str) -> str:
     return text
 
 
-NudgeText = Annotated[str, AfterValidator(_check_text)]
+#: Not blank, at most MAX_NUDGE_BYTES of UTF-8. The JSON Schema says so as closely as
+#: it can (it counts characters, not bytes); validation is `_check_text`.
+NudgeText = Annotated[
+    str,
+    AfterValidator(_check_text),
+    Field(
+        json_schema_extra={"minLength": 1, "maxLength": MAX_NUDGE_BYTES, "pattern": r"\S"},
+        description=f"not blank; at most {MAX_NUDGE_BYTES} bytes of UTF-8",
+    ),
+]
 
 
 class Nudge(BaseModel):
