@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from daemon.client import ClientError, DaemonClient
-from daemon.paths import steer_home
+from daemon.client import EXIT_UNREACHABLE, NOT_RUNNING, ClientError, DaemonClient
+from daemon.paths import DAEMON_FILE, TOKEN_FILE, steer_home
 from daemon.render import address, agent_header, conversation, frame_line, session_table
 from protocol.envelope import Frame
 from protocol.sessions import (
@@ -51,15 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    p = sub.add_parser("daemon", help="run the daemon in the foreground")
+    p = _command(sub, "daemon", help="run the daemon in the foreground")
     p.set_defaults(func=_daemon)
 
-    p = sub.add_parser(
-        "stop-redis", help="shut down the embedded Redis (it outlives the daemon on purpose)"
+    p = _command(
+        sub, "stop-redis", help="shut down the embedded Redis (it outlives the daemon on purpose)"
     )
     p.set_defaults(func=_stop_redis)
 
-    p = sub.add_parser("sim", help="run the Messages API simulator in the foreground")
+    p = _command(sub, "sim", help="run the Messages API simulator in the foreground")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8787)
     p.add_argument("--scenarios", help="a directory of extra scenario JSON files")
@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", help="require this key from clients (default: accept any)")
     p.set_defaults(func=_sim)
 
-    p = sub.add_parser("run", help="start a session; prints its id")
+    p = _command(sub, "run", help="start a session; prints its id")
     p.add_argument("task")
     p.add_argument("--workdir", default=".", help="the directory the agent works in (default: .)")
     p.add_argument("--model", help="the model (default: the daemon's STEER_MODEL)")
@@ -88,11 +88,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_run)
 
-    p = sub.add_parser("ls", help="list sessions, then the tool calls waiting for approval")
+    p = sub.add_parser(
+        "tui",
+        help="the live dashboard: every session and agent, their conversations, and keys "
+        "to nudge, redirect, pause, resume, veto, approve and deny",
+    )
+    p.add_argument("session", nargs="?", help="a session to select first (id, prefix or name)")
+    _author_arg(p)
+    p.set_defaults(func=_tui)
+
+    p = _command(sub, "ls", help="list sessions, then the tool calls waiting for approval")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=_ls)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "show",
         help="show an agent's state and conversation (nudges where they landed), its "
         "subagents and the tool calls waiting for approval",
@@ -101,15 +111,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="only the raw messages, as JSON")
     p.set_defaults(func=_show)
 
-    p = sub.add_parser("logs", help="print a session's events")
+    p = _command(sub, "logs", help="print a session's events")
     p.add_argument("session")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
     p.add_argument("--since", type=int, default=0, help="only events after this sequence number")
     p.add_argument("--json", action="store_true", help="one frame as JSON per line")
     p.set_defaults(func=_logs)
 
-    p = sub.add_parser(
-        "pause", help="hold an agent (no /AGENT: every agent of the session) at its next boundary"
+    p = _command(
+        sub,
+        "pause",
+        help="hold an agent (no /AGENT: every agent of the session) at its next boundary",
     )
     _target_arg(p)
     p.add_argument(
@@ -120,7 +132,8 @@ def _parser() -> argparse.ArgumentParser:
     _author_arg(p)
     p.set_defaults(func=_pause)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "resume",
         help="continue a paused agent or retry a failed one (no /AGENT: every agent)",
     )
@@ -128,7 +141,8 @@ def _parser() -> argparse.ArgumentParser:
     _author_arg(p)
     p.set_defaults(func=_resume)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "redirect",
         help="interrupt an agent now (model call or tool) and give it a correction; "
         "prints the nudge id",
@@ -138,7 +152,8 @@ def _parser() -> argparse.ArgumentParser:
     _author_arg(p)
     p.set_defaults(func=_redirect)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "veto",
         help="stop an agent and its subagents for good, telling its parent why "
         "(no /AGENT, or /root: the whole session)",
@@ -148,7 +163,8 @@ def _parser() -> argparse.ArgumentParser:
     _author_arg(p)
     p.set_defaults(func=_veto)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "approve",
         help="let a tool call that waits for approval run (`steer ls` and `steer show` "
         "list them with their call ids)",
@@ -158,14 +174,24 @@ def _parser() -> argparse.ArgumentParser:
     _author_arg(p)
     p.set_defaults(func=_approve)
 
-    p = sub.add_parser(
-        "deny", help="refuse a tool call that waits for approval; the model gets an error result"
+    p = _command(
+        sub,
+        "deny",
+        help="refuse a tool call that waits for approval; the model gets an error result",
     )
     _target_arg(p, "the session, or SESSION/AGENT (call ids are unique, so /AGENT is optional)")
     p.add_argument("call", metavar="CALL", help="the tool call id")
     p.add_argument("--reason", help="why; the model is told")
     _author_arg(p)
     p.set_defaults(func=_deny)
+    return parser
+
+
+def _command(sub: Any, name: str, *, help: str) -> argparse.ArgumentParser:
+    """A subcommand whose own --help opens with the line `steer --help` lists it by."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=help, description=help[0].upper() + help[1:] + "."
+    )
     return parser
 
 
@@ -237,6 +263,23 @@ def _run(args: argparse.Namespace) -> int:
         body["max_parallel_subagents"] = args.max_parallel
     print(_client().post("/v1/sessions", body)["id"])
     return 0
+
+
+def _tui(args: argparse.Namespace) -> int:
+    from tui import tui
+
+    home = steer_home()
+
+    def credentials() -> tuple[str, str]:
+        """The daemon's address and token, read again before each reconnect."""
+        info = json.loads((home / DAEMON_FILE).read_text())
+        return str(info["url"]), (home / TOKEN_FILE).read_text().strip()
+
+    try:
+        url, token = credentials()
+    except (OSError, ValueError, KeyError) as exc:
+        raise ClientError(f"{NOT_RUNNING}; looked in {home}", EXIT_UNREACHABLE) from exc
+    return tui(url, token, credentials=credentials, session=args.session, author=_author(args))
 
 
 def _ls(args: argparse.Namespace) -> int:
