@@ -1,0 +1,89 @@
+"""Short text for numbers, durations, states and activities: pure functions."""
+
+from __future__ import annotations
+
+from protocol.sessions import AgentStatus
+from tui.model import Activity
+
+#: A mark per state, and the style it is drawn in: what needs the operator stands out.
+STATUS_MARK: dict[AgentStatus, tuple[str, str]] = {
+    "running": ("▶", "bold green"),
+    "waiting": ("◆", "bold black on yellow"),
+    "queued": ("·", "dim"),
+    "idle": ("○", "cyan"),
+    "paused": ("‖", "bold cyan"),
+    "done": ("✓", "green"),
+    "failed": ("✗", "bold white on red"),
+    "vetoed": ("⊘", "magenta"),
+}
+STATUS_STYLE: dict[AgentStatus, str] = {
+    "running": "green",
+    "waiting": "bold yellow",
+    "queued": "dim",
+    "idle": "cyan",
+    "paused": "bold cyan",
+    "done": "green",
+    "failed": "bold red",
+    "vetoed": "magenta",
+}
+#: The order of the attention sort: what needs the operator first.
+_ORDER: tuple[AgentStatus, ...] = (
+    "waiting",
+    "failed",
+    "paused",
+    "running",
+    "queued",
+    "idle",
+    "done",
+    "vetoed",
+)
+STATUS_ORDER: dict[AgentStatus, int] = {status: i for i, status in enumerate(_ORDER)}
+
+
+def tokens(n: int) -> str:
+    if n < 1_000:
+        return str(n)
+    if n < 1_000_000:
+        return f"{n / 1_000:.1f}k"
+    return f"{n / 1_000_000:.2f}M"
+
+
+def cost(usd: float) -> str:
+    return f"${usd:.4f}" if usd < 10 else f"${usd:.2f}"
+
+
+def percent(share: float | None) -> str:
+    return "-" if share is None else f"{share * 100:.1f}%"
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def activity(value: Activity | None, now: float) -> str:
+    """E.g. `streaming 3s`, `running run_command 12s`, `approve? write_file`."""
+    if value is None:
+        return ""
+    age = f" {duration(now - value.since)}" if value.since else ""
+    match value.kind:
+        case "requesting":
+            return f"requesting{age}"
+        case "streaming":
+            return f"streaming{age}"
+        case "tools":
+            names = value.tools[0] + (f" +{len(value.tools) - 1}" if len(value.tools) > 1 else "")
+            return f"running {names}{age}"
+        case "approval":
+            names = ", ".join(value.tools) or "tool call"
+            return f"approve? {names}"
+
+
+def cut(text: str, width: int) -> str:
+    """One line of at most `width` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: max(0, width - 1)] + "…"

@@ -1,0 +1,69 @@
+"""Above the transcript: the selected agent's state, and what waits for the operator
+(tool calls to approve, an error, nudges not applied yet)."""
+
+from __future__ import annotations
+
+import json
+
+from rich.text import Text
+from textual.widgets import Static
+
+from tui import fmt
+from tui.model import AgentView, SessionView
+
+
+class AgentHeader(Static):
+    DEFAULT_CSS = """
+    AgentHeader {
+        background: $panel;
+        padding: 0 1;
+        height: auto;
+        max-height: 8;
+    }
+    """
+
+    def show(self, session: SessionView | None, agent: AgentView | None, now: float) -> None:
+        if session is None or agent is None:
+            self.update(Text("no session selected", style="dim"))
+            return
+        text = Text()
+        text.append(agent.address, style="bold")
+        if agent.name:
+            text.append(f" ({agent.name})")
+        mark, mark_style = fmt.STATUS_MARK[agent.status]
+        text.append("  ")
+        text.append(f"{mark} {agent.status}", style=mark_style)
+        activity = fmt.activity(agent.activity, now)
+        if activity and agent.status != "waiting":
+            text.append(f" · {activity}")
+        text.append(
+            f" · {agent.model} · {agent.requests} requests · {fmt.tokens(agent.tokens)} tokens"
+            f" · {fmt.cost(agent.cost_usd)} · cache {fmt.percent(agent.last_cached_share)}",
+            style="dim",
+        )
+        if agent.agent == "root" and len(session.agents) > 1:
+            text.append(
+                f"\nsession: {len(session.agents)} agents · {fmt.cost(session.cost_usd)}"
+                f" · {fmt.tokens(session.tokens)} tokens",
+                style="dim",
+            )
+        task = agent.task or (session.spec.task if agent.agent == "root" else "")
+        if task:
+            text.append("\ntask: ", style="bold")
+            text.append(fmt.cut(task, 200))
+        if agent.status == "failed" and agent.error:
+            text.append("\n✗ failed: ", style="bold red")
+            text.append(agent.error, style="red")
+            text.append("  (u resumes)", style="dim")
+        for i, approval in enumerate(agent.approvals):
+            text.append("\n")
+            text.append(" ◆ approve? ", style="bold black on yellow")
+            args = fmt.cut(json.dumps(approval.input, ensure_ascii=False), 80)
+            text.append(f" {approval.name} {args}", style="bold yellow")
+            text.append(f"  {approval.call_id}", style="dim")
+            if i == 0:
+                text.append("  ← a approve · d deny", style="yellow")
+        for nudge in agent.pending_nudges.values():
+            text.append("\n⧗ pending nudge ", style="magenta")
+            text.append(f"({nudge.mode}, from {nudge.author}): {fmt.cut(nudge.text, 100)}")
+        self.update(text)
