@@ -97,15 +97,6 @@ def _parser() -> argparse.ArgumentParser:
     _author_arg(p)
     p.set_defaults(func=_tui)
 
-    p = sub.add_parser(
-        "tui",
-        help="the live dashboard: every session and agent, their conversations, and keys "
-        "to nudge, redirect, pause, resume, veto, approve and deny",
-    )
-    p.add_argument("session", nargs="?", help="a session to select first (id, prefix or name)")
-    _author_arg(p)
-    p.set_defaults(func=_tui)
-
     p = _command(sub, "ls", help="list sessions, then the tool calls waiting for approval")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=_ls)
@@ -272,23 +263,6 @@ def _run(args: argparse.Namespace) -> int:
         body["max_parallel_subagents"] = args.max_parallel
     print(_client().post("/v1/sessions", body)["id"])
     return 0
-
-
-def _tui(args: argparse.Namespace) -> int:
-    from tui import tui
-
-    home = steer_home()
-
-    def credentials() -> tuple[str, str]:
-        """The daemon's address and token, read again before each reconnect."""
-        info = json.loads((home / DAEMON_FILE).read_text())
-        return str(info["url"]), (home / TOKEN_FILE).read_text().strip()
-
-    try:
-        url, token = credentials()
-    except (OSError, ValueError, KeyError) as exc:
-        raise ClientError(f"{NOT_RUNNING}; looked in {home}", EXIT_UNREACHABLE) from exc
-    return tui(url, token, credentials=credentials, session=args.session, author=_author(args))
 
 
 def _tui(args: argparse.Namespace) -> int:
