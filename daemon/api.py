@@ -21,7 +21,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, JsonValue, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
@@ -74,6 +74,17 @@ class ErrorResponse(BaseModel):
     error: ErrorInfo
 
 
+class GuardRefusalInfo(BaseModel):
+    code: str = Field(description="unauthorized or forbidden_host")
+    message: str
+
+
+class GuardRefusal(BaseModel):
+    """What `LoopbackGuard` answers before the app sees the request."""
+
+    error: GuardRefusalInfo
+
+
 class Health(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -86,8 +97,8 @@ class NDJSONResponse(StreamingResponse):
     media_type = "application/x-ndjson"
 
 
-def _documented(description: str) -> dict[str, Any]:
-    return {"model": ErrorResponse, "description": description}
+def _documented(description: str, model: type[BaseModel] = ErrorResponse) -> dict[str, Any]:
+    return {"model": model, "description": description}
 
 
 #: The error code of a refusal the framework makes before a route runs, by status.
@@ -95,9 +106,9 @@ FRAMEWORK_CODES: dict[int, ErrorCode] = {413: "too_large", 422: "invalid", 429: 
 
 #: The refusals any route may answer.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _documented("bad_frame: the body cannot be parsed"),
-    401: _documented("missing or wrong token"),
-    403: _documented("the Host header does not name this daemon on loopback"),
+    400: _documented("bad_frame: the body is not JSON"),
+    401: _documented("missing or wrong token", GuardRefusal),
+    403: _documented("the Host header does not name this daemon on loopback", GuardRefusal),
     404: _documented("unknown_session or unknown_agent"),
     409: _documented("not_pending or conflict: the agent's state does not allow it"),
     413: _documented("too_large: the request body is over the limit"),
@@ -143,7 +154,12 @@ def create_api(supervisor: Supervisor, store: Store) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response("invalid", describe_errors(exc.errors()))
+        errors = exc.errors()
+        for error in errors:
+            if error.get("type") == "json_invalid":
+                reason = error.get("ctx", {}).get("error") or error.get("msg")
+                return error_response("bad_frame", f"the body is not JSON: {reason}")
+        return error_response("invalid", describe_errors(errors))
 
     @app.exception_handler(RedisConnectionError)
     @app.exception_handler(RedisTimeoutError)

@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=APPROVAL_POLICIES,
         default="none",
         help="which tool calls wait for `steer approve`: none, writes (file edits), shell "
-        "(commands) or all (default: none)",
+        "(file edits and commands) or all (every call) (default: none)",
     )
     p.add_argument(
         "--max-parallel",

@@ -72,6 +72,26 @@ def test_every_route_needs_the_token(
     assert "token" in response.json()["error"]["message"]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="daemon/guard.py (another owner) still answers {'error': {'type', 'message'}}",
+)
+def test_guard_refusals_have_the_one_error_shape(api: ApiServer) -> None:
+    with httpx.Client(base_url=api.url) as anonymous:
+        response = anonymous.get("/v1/sessions")
+    error_of(response, 401, "unauthorized")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/v1/nope", 404), ("DELETE", "/v1/sessions", 405), ("PUT", "/v1/health", 405)],
+)
+def test_framework_refusals_have_the_one_error_shape(
+    api: ApiServer, method: str, path: str, status: int
+) -> None:
+    error_of(api.http.request(method, path), status, "bad_frame")
+
+
 def test_openapi_describes_every_route_and_there_is_no_docs_ui(api: ApiServer) -> None:
     response = api.http.get("/v1/openapi.json")
     assert response.status_code == 200
@@ -183,13 +203,12 @@ def test_a_bad_request_is_422_invalid_before_anything_happens(
     assert api.http.get("/v1/sessions").json() == []
 
 
-def test_a_body_that_is_not_json_is_422(api: ApiServer) -> None:
+@pytest.mark.parametrize("body", [b"{not json", b"\xff\xfe", b"F\xff\xfe0\xff", b"[1,"])
+def test_a_body_that_is_not_json_is_400_bad_frame(api: ApiServer, body: bytes) -> None:
     response = api.http.post(
-        "/v1/sessions/s-nope/pause",
-        content=b"{not json",
-        headers={"Content-Type": "application/json"},
+        "/v1/sessions/s-nope/pause", content=body, headers={"Content-Type": "application/json"}
     )
-    error_of(response, 422, "invalid")
+    assert error_of(response, 400, "bad_frame")
 
 
 def test_a_missing_workdir_is_422_with_the_path(api: ApiServer) -> None:
