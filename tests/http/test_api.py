@@ -254,6 +254,8 @@ def test_start_then_read_the_session_its_agents_messages_and_events(api: ApiServ
     assert frames[0]["event"]["type"] == "session.created"
     later = api.events(spec.id, since=frames[-2]["seq"])
     assert later == frames[-1:]
+    # A summary says which seq it is current to: subscribe `since` it to follow on.
+    assert SessionSummary.model_validate(api.session(spec.id)).last_seq == frames[-1]["seq"]
 
 
 def test_follow_streams_new_events_live(api: ApiServer) -> None:
