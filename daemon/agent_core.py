@@ -277,10 +277,13 @@ class AgentCore:
             return step
         self.state.seen_nudges.append(nudge.nudge_id)
         step.events.append(NudgeReceived(agent=self.config.agent, nudge=nudge))
-        if self.state.status == "vetoed":
-            reason = "the agent was vetoed"
+        refusal = {
+            "vetoed": "the agent was vetoed",
+            "done": "the subagent has reported back; nudge its parent instead",
+        }.get(self.state.status)
+        if refusal is not None:
             step.events.append(
-                NudgeRejected(agent=self.config.agent, nudge_id=nudge.nudge_id, reason=reason)
+                NudgeRejected(agent=self.config.agent, nudge_id=nudge.nudge_id, reason=refusal)
             )
             return step
         self.state.pending.append(nudge)
@@ -301,7 +304,7 @@ class AgentCore:
         if self.state.status == "paused" and redirect:
             self.state.pause_requested = False
             return self._go_on(step)
-        if self.state.status in ("idle", "failed", "done"):
+        if self.state.status in ("idle", "failed"):
             # At a boundary: the nudge goes in now.
             return self._deliver_and_call(step, self._take_pending(queue_too=True))
         return step  # paused, queued, or not started yet: it waits in `pending`
@@ -354,6 +357,7 @@ class AgentCore:
         )
         self.state.veto_reason = reason
         self.state.pending = []
+        self.state.approvals = []
         self.state.pause_requested = False
         self._set_status(step, "vetoed", veto_report(reason))
         if self._busy in ("model", "tools"):
