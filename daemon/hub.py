@@ -8,7 +8,8 @@ bounded queue of outgoing text frames, drained by the connection's writer task.
   subscriber's queue is full, its subscription to that session is dropped and a
   `Resync` carrying the last seq queued for it follows the frames already queued;
   the client subscribes again with `since` = that seq and, replayed from the store,
-  loses nothing. Deltas (live model text) are simply dropped for a full subscriber.
+  loses nothing. Deltas (live model text) are simply dropped for a full subscriber;
+  they may only take half of the buffer, so they never crowd out frames.
 - Acks, `hello` and resyncs are control messages: never dropped, outside the bound.
   (The reader stops taking commands while too many acks wait, see `CONTROL_LIMIT`.)
 - Subscribing replays the stored frames after `since` from Redis, page by page,
@@ -104,9 +105,9 @@ class Subscriber:
             self._control_room.clear()
         self._ready.set()
 
-    def offer(self, text: str) -> bool:
-        """Queue a frame or a delta if the buffer has room."""
-        if self._bounded >= self.buffer:
+    def offer(self, text: str, *, keep_free: int = 0) -> bool:
+        """Queue a frame or a delta if the buffer has room (and `keep_free` more)."""
+        if self._bounded + keep_free >= self.buffer:
             return False
         self._queue.append((text, True))
         self._bounded += 1
@@ -219,7 +220,9 @@ class Subscriber:
     def deliver_delta(self, sid: str, text: str) -> None:
         follow = self._follows.get(sid)
         if follow is not None and follow.live:
-            self.offer(text)  # live only: dropped when there is no room
+            # Live only: dropped when there is no room. Deltas may fill half the buffer
+            # at most, so that a burst of them never costs a frame a resync.
+            self.offer(text, keep_free=self.buffer // 2)
 
     def replayed(self, sid: str, follow: _Follow, frame: Frame, text: str) -> bool:
         """Queue a frame read from the store; False if the subscription changed."""
@@ -266,6 +269,7 @@ class Hub:
         limits: ConnectionLimits | None = None,
     ) -> None:
         self._store = store
+        #: The bound of each new subscriber's queue (frames and deltas).
         self.buffer = buffer
         self._page = page
         self.limits = limits or ConnectionLimits()

@@ -55,6 +55,7 @@ async def serve(settings: Settings) -> None:
             AnthropicModelClient(client),
             default_model=settings.model,
             on_frames=hub.publish,
+            on_delta=hub.publish_delta,
         )
         await supervisor.start()
         stack.push_async_callback(supervisor.stop)

@@ -4,8 +4,8 @@ guard behind uvicorn on a free loopback port, over the test's Redis and the simu
 `Daemon` starts it, restarts it over the same Redis (and port), and hands out clients:
 `daemon.http` (httpx, with the token) and `daemon.ws()` (a `WsClient` around a real
 `websockets` connection). The `daemon` fixture (tests/api/conftest.py) gives a
-started one; `make_daemon` builds one with other settings (hub buffer, limits,
-allowed origins).
+started one; `make_daemon` builds one with other settings (hub buffer and page,
+connection limits, allowed origins).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from protocol.websocket import (
     EventMessage,
     Hello,
     ServerMessage,
+    TextDelta,
 )
 
 #: How long a test waits for any one message before it fails.
@@ -109,6 +110,7 @@ class Daemon:
             AnthropicModelClient(self._anthropic),
             default_model=DEFAULT_MODEL,
             on_frames=self.hub.publish,
+            on_delta=self.hub.publish_delta,
         )
         await self.supervisor.start()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -163,9 +165,15 @@ class Daemon:
             yield client
 
     def connect(
-        self, *, token: str | None = None, via_subprotocol: bool = False, **kwargs: Any
+        self,
+        *,
+        token: str | None = None,
+        via_subprotocol: bool = False,
+        uri: str | None = None,
+        **kwargs: Any,
     ) -> connect:
-        """A raw `websockets` connect (await it, or use it as a context manager)."""
+        """A raw `websockets` connect (await it, or use it as a context manager).
+        `uri` replaces the daemon's (pass `host` and `port` to still reach it)."""
         token = self.token if token is None else token
         subprotocols = [SUBPROTOCOL]
         headers = dict(kwargs.pop("additional_headers", {}))
@@ -177,7 +185,7 @@ class Daemon:
         # Read everything as it comes, so closing never waits behind unread events.
         kwargs.setdefault("max_queue", None)
         kwargs.setdefault("subprotocols", subprotocols)
-        return connect(self.ws_url, additional_headers=headers, **kwargs)
+        return connect(uri or self.ws_url, additional_headers=headers, **kwargs)
 
 
 class WsClient:
@@ -191,6 +199,8 @@ class WsClient:
         self.conn = conn
         self.hello: Hello | None = None
         self._waiting: deque[ServerMessage] = deque()
+        #: Deltas skipped by `next_event`, in order.
+        self.deltas: list[TextDelta] = []
         self._ids = (f"c{n}" for n in itertools.count(1))
 
     async def read_hello(self) -> Hello:
@@ -243,9 +253,14 @@ class WsClient:
         return await self.recv(within)
 
     async def next_event(self, within: float = RECV_TIMEOUT_S) -> Frame:
-        message = await self.next(within)
-        assert isinstance(message, EventMessage), message
-        return message.frame
+        """The next event; deltas met on the way are kept in `deltas`."""
+        while True:
+            message = await self.next(within)
+            if isinstance(message, TextDelta):
+                self.deltas.append(message)
+                continue
+            assert isinstance(message, EventMessage), message
+            return message.frame
 
     async def frames_until(
         self, predicate: Callable[[Frame], bool], *, session: str | None = None

@@ -136,3 +136,21 @@ async def test_reconnect_with_since_across_a_daemon_restart(
     for sid, frames in received.items():
         assert consecutive(frames), (sid, seqs(frames))
         assert frames == await daemon.store.read_events(sid, count=len(frames))
+
+
+async def test_deltas_stream_the_text_of_the_reply_that_follows(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    async with daemon.ws() as ws:
+        spec = await start(ws, "[scenario:short] deltas", tmp_path)
+        await ws.ok("subscribe", sessions=[spec.id])
+        await ws.frames_until(is_status("idle"))
+        ws.deltas.clear()
+        await ws.ok("nudge", session=spec.id, text="say more")
+        frames = await ws.frames_until(is_status("idle"))
+        reply = next(f.event for f in frames if f.event.type == "model.reply")
+        streamed = [d for d in ws.deltas if d.request_no == reply.request_no]  # type: ignore[union-attr]
+        assert streamed and all(d.session == spec.id and d.agent == "root" for d in streamed)
+        # The reply joins its text blocks with newlines; deltas carry the blocks' text.
+        text = "".join(d.text for d in streamed)
+        assert text.replace("\n", "") == reply.text.replace("\n", "")  # type: ignore[union-attr]
