@@ -29,9 +29,10 @@ from daemon.catalog import DEFAULT_MODEL
 from daemon.guard import LoopbackGuard
 from daemon.keys import Keys
 from daemon.model_client import AnthropicModelClient
+from daemon.simulator import SimulatorConfig, SimulatorServer
 from daemon.store import Store
 from daemon.supervisor import Supervisor
-from tests.fixtures.simulator import SimulatorHandle
+from tests.fixtures.simulator import SCENARIOS, SimulatorHandle
 
 START_TIMEOUT_S = 15.0
 
@@ -89,10 +90,12 @@ class ApiServer:
 class _ServerThread:
     """The daemon's parts on an event loop of their own, in a background thread."""
 
-    def __init__(self, redis_url: str, key_prefix: str, simulator: SimulatorHandle) -> None:
+    def __init__(self, redis_url: str, key_prefix: str, simulator: SimulatorHandle | None) -> None:
+        """`simulator` None: a simulator of its own that records no requests."""
         self._redis_url = redis_url
         self._key_prefix = key_prefix
         self._simulator = simulator
+        self._own_simulator: SimulatorServer | None = None
         self.token = secrets.token_urlsafe(24)
         self.port = 0
         self._loop = asyncio.new_event_loop()
@@ -115,8 +118,16 @@ class _ServerThread:
     async def _start(self) -> None:
         self._redis = Redis.from_url(self._redis_url, decode_responses=True)
         store = Store(self._redis, Keys(self._key_prefix))
+        if self._simulator is not None:
+            api_key, base_url = self._simulator.api_key, self._simulator.base_url
+        else:
+            api_key = f"sim-{secrets.token_hex(8)}"
+            config = SimulatorConfig(scenarios_dir=SCENARIOS, api_key=api_key, max_recorded=0)
+            self._own_simulator = SimulatorServer(config)
+            await self._own_simulator.start()
+            base_url = self._own_simulator.base_url
         self._anthropic = anthropic.AsyncAnthropic(
-            api_key=self._simulator.api_key, base_url=self._simulator.base_url, max_retries=2
+            api_key=api_key, base_url=base_url, max_retries=2
         )
         self._supervisor = Supervisor(
             store, AnthropicModelClient(self._anthropic), default_model=DEFAULT_MODEL
@@ -141,11 +152,12 @@ class _ServerThread:
         await self._supervisor.stop()
         await self._anthropic.close()
         await self._redis.aclose()
+        if self._own_simulator is not None:
+            await self._own_simulator.stop()
 
 
-@pytest.fixture
-def api(
-    redis_url: str, key_prefix: str, simulator: SimulatorHandle, tmp_path: Path
+def _serve(
+    redis_url: str, key_prefix: str, simulator: SimulatorHandle | None, tmp_path: Path
 ) -> Iterator[ApiServer]:
     thread = _ServerThread(redis_url, key_prefix, simulator)
     thread.start()
@@ -155,3 +167,18 @@ def api(
     yield server
     server.close()
     thread.stop()
+
+
+@pytest.fixture
+def api(
+    redis_url: str, key_prefix: str, simulator: SimulatorHandle, tmp_path: Path
+) -> Iterator[ApiServer]:
+    """The API on the shared test simulator."""
+    yield from _serve(redis_url, key_prefix, simulator, tmp_path)
+
+
+@pytest.fixture
+def private_api(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[ApiServer]:
+    """The API on a simulator of its own that records nothing: for heavy generated
+    traffic, which would otherwise fill the shared simulator's request log."""
+    yield from _serve(redis_url, key_prefix, None, tmp_path)

@@ -4,7 +4,8 @@ and invalid. No input may cause a 5xx, and every answer must match the document
 (status, content type, body schema) and Schemathesis's other default checks.
 
 Generated sessions start in the test's scratch workdir whatever the input says, so
-the scripted agents only ever list, read or run their fixed commands there.
+the scripted agents only ever list, read or run their fixed commands there; they talk
+to a simulator of their own, which keeps no request log.
 
 This drives Hypothesis directly with each operation's strategy rather than through
 `schemathesis.pytest.from_fixture`, whose subtest reporting relies on a private
@@ -60,7 +61,8 @@ def fuzzer(strategy: st.SearchStrategy[Case[Any]], api: ApiServer) -> Callable[[
 
 
 @pytest.mark.timeout(120)
-def test_every_operation_with_generated_inputs(api: ApiServer) -> None:
+def test_every_operation_with_generated_inputs(private_api: ApiServer) -> None:
+    api = private_api
     schema = schemathesis.openapi.from_url(f"{api.url}/v1/openapi.json", headers=api.headers)
     api.start("[scenario:short] a session for generated requests to find", name="fuzzed")
     failures: list[str] = []
