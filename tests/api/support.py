@@ -14,7 +14,6 @@ import asyncio
 import itertools
 import json
 import secrets
-import socket
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -31,7 +30,7 @@ from daemon.catalog import DEFAULT_MODEL
 from daemon.hub import DEFAULT_BUFFER, REPLAY_PAGE, ConnectionLimits, Hub
 from daemon.keys import Keys
 from daemon.model_client import AnthropicModelClient
-from daemon.service import api_server
+from daemon.service import api_server, api_socket
 from daemon.store import Store
 from daemon.supervisor import Supervisor
 from protocol.commands import Ack
@@ -113,9 +112,7 @@ class Daemon:
             on_delta=self.hub.publish_delta,
         )
         await self.supervisor.start()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))  # the same port again after a restart
+        sock = api_socket("127.0.0.1", self.port)  # the same port again after a restart
         sock.listen(128)  # clients may connect before uvicorn runs: no wait for start-up
         self.port = sock.getsockname()[1]
         self._server = api_server(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from protocol.commands import Ack
@@ -146,3 +147,14 @@ async def test_two_connections_are_independent(daemon: Daemon) -> None:
         await one.send_raw("junk")
         assert await two.ok("ping") == "pong"
         assert error_of(await one.ack(None)) == "bad_frame"
+
+
+async def test_pipelined_commands_are_answered_without_a_nagle_stall(daemon: Daemon) -> None:
+    """Two commands sent back to back: the second ack must not wait for the client's
+    delayed ACK (about 40 ms each time) - the daemon's sockets have TCP_NODELAY."""
+    async with daemon.ws() as ws:
+        began = time.monotonic()
+        for _ in range(20):
+            first, second = await ws.send("ping"), await ws.send("ping")
+            assert (await ws.ack(first)).ok and (await ws.ack(second)).ok
+        assert time.monotonic() - began < 0.4
