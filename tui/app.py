@@ -101,25 +101,19 @@ class SteerApp(App[None]):
     # -- layout -------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
+        # Kept by reference: a modal screen on top hides them from `query_one`.
+        self.table = SessionTable(self.clock, id="sessions")
+        self.header = AgentHeader(id="agent-header")
+        self.transcript = TranscriptView(id="transcript")
+        self.prompt = PromptBar(id="prompt")
+        self.status_line = StatusLine(id="status")
         with Vertical(id="body"):
-            yield SessionTable(self.clock, id="sessions")
-            yield AgentHeader(id="agent-header")
-            yield TranscriptView(id="transcript")
-        yield PromptBar(id="prompt")
-        yield StatusLine(id="status")
+            yield self.table
+            yield self.header
+            yield self.transcript
+        yield self.prompt
+        yield self.status_line
         yield Footer()
-
-    @property
-    def table(self) -> SessionTable:
-        return self.query_one(SessionTable)
-
-    @property
-    def transcript(self) -> TranscriptView:
-        return self.query_one(TranscriptView)
-
-    @property
-    def prompt(self) -> PromptBar:
-        return self.query_one(PromptBar)
 
     def on_mount(self) -> None:
         self.run_worker(self.backend.run(), name="link", group="link")
@@ -169,11 +163,11 @@ class SteerApp(App[None]):
     def _show_selected(self) -> None:
         row = self.table.selected
         if row is None:
-            self.query_one(AgentHeader).show(None, None, self.clock())
+            self.header.show(None, None, self.clock())
             self.transcript.show(None)
             return
         self.backend.want_history(row.session.id)
-        self.query_one(AgentHeader).show(row.session, row.agent, self.clock())
+        self.header.show(row.session, row.agent, self.clock())
         self.transcript.show(row.agent)
 
     def _show_status(self) -> None:
@@ -182,7 +176,7 @@ class SteerApp(App[None]):
             view += f" · filter: {self.query_text}"
         if self.follow:
             view += " · follow"
-        self.query_one(StatusLine).show(
+        self.status_line.show(
             self.backend.state,
             sessions=len(self.model.sessions),
             attention=len(self.model.attention()),
@@ -194,7 +188,7 @@ class SteerApp(App[None]):
         self.table.refresh()
         row = self.table.selected
         if row is not None:
-            self.query_one(AgentHeader).show(row.session, row.agent, self.clock())
+            self.header.show(row.session, row.agent, self.clock())
 
     def _reveal(self, key: RowKey) -> None:
         """Select `key`, unfolding its session; rows are rebuilt if needed."""
@@ -232,12 +226,14 @@ class SteerApp(App[None]):
         self.acks.append((label, ack))
         if ack.ok:
             self._outcome = (label, True)
-            self.notify(label, title="done", timeout=3)
+            self.notify(label, title="done", timeout=3, markup=False)
         else:
             error = ack.error
             reason = f"{error.code}: {error.message}" if error else "refused"
             self._outcome = (f"{label}: {reason}", False)
-            self.notify(f"{label}\n{reason}", title="refused", severity="error", timeout=8)
+            self.notify(
+                f"{label}\n{reason}", title="refused", severity="error", timeout=8, markup=False
+            )
         self._show_status()
 
     def _target(self) -> Row | None:

@@ -275,6 +275,8 @@ class DashboardModel:
         if fresh_log:
             self._log(view, event, frame.ts)
             view.log_seq = frame.seq
+            if frame.seq == view.agg_seq:
+                self._caught_up(view)
         self.version += 1
 
     def apply_delta(self, delta: TextDelta) -> None:
@@ -282,6 +284,8 @@ class DashboardModel:
         if agent is None:
             return
         agent.streaming = True
+        if agent.model_since is None:
+            agent.model_since = 0.0  # streaming since before we connected: unknown
         agent.transcript.delta(delta.request_no, delta.text)
         self.last_active = (delta.session, delta.agent)
         self.version += 1
@@ -379,6 +383,20 @@ class DashboardModel:
                 agent.pending_nudges.pop(nudge_id, None)
             case _:
                 pass
+
+    def _caught_up(self, view: SessionView) -> None:
+        """The history replay reached the snapshot: what a running agent is doing (its
+        request or tools in flight, since when) can be read from its transcript."""
+        for agent in view.agents.values():
+            if agent.status != "running" or agent.activity is not None:
+                continue
+            reply = agent.transcript.reply(agent.requests)
+            if reply is not None and reply.state in ("waiting", "streaming"):
+                agent.model_since = reply.ts
+                agent.streaming = reply.state == "streaming"
+                continue
+            for tool in agent.transcript.running_tools():
+                agent.running_tools[tool.call_id] = (tool.name, tool.started_at or tool.ts)
 
     def _log(self, view: SessionView, event: Event, ts: float) -> None:
         name = event.agent or ROOT  # a session-level rejection goes to the root

@@ -142,6 +142,13 @@ class Transcript:
 
     # -- reading ------------------------------------------------------------------
 
+    def running_tools(self) -> list[ToolItem]:
+        return [
+            t
+            for t in self._tools.values()
+            if t.output is None and not t.held and t.approval in (None, "approved")
+        ]
+
     def pending_tools(self) -> list[ToolItem]:
         return [t for t in self._tools.values() if t.approval == "pending"]
 

@@ -252,7 +252,8 @@ class SessionTable(ScrollView, can_focus=True):
         match key:
             case "mark":
                 mark, mark_style = fmt.STATUS_MARK[agent.status]
-                if row.is_session and session.needs_attention and agent.status != "waiting":
+                subagent_waits = any(a.status == "waiting" for a in session.agents.values())
+                if row.is_session and subagent_waits and agent.status not in ("waiting", "failed"):
                     mark, mark_style = fmt.STATUS_MARK["waiting"]  # a subagent waits
                 return mark, Style.parse(mark_style)
             case "label":

@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from protocol.websocket import PATH
 from tui import fmt
 from tui.link import LinkState
 
@@ -44,7 +45,7 @@ class StatusLine(Static):
                 text.append(f": {fmt.cut(state.error, 60)}", style="yellow")
         elif state.resyncs:
             text.append(f" ({state.resyncs} resync{'s' if state.resyncs > 1 else ''})")
-        text.append(f" {state.url}", style="dim")
+        text.append(f" {state.url.removesuffix(PATH)}", style="dim")
         text.append(f" · {sessions} sessions")
         if attention:
             text.append(f" · {attention} need you (!)", style="bold yellow")

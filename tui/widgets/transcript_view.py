@@ -210,9 +210,6 @@ class TranscriptView(VerticalScroll):
     def agent(self) -> AgentView | None:
         return self._agent
 
-    def on_mount(self) -> None:
-        self.anchor()
-
     def show(self, agent: AgentView | None) -> None:
         """Switch to `agent`'s conversation (or to none)."""
         transcript = agent.transcript if agent else None
@@ -228,7 +225,7 @@ class TranscriptView(VerticalScroll):
         if self._first:
             self.mount(Static(f"… {self._first} earlier items not shown", classes="empty"))
         self.sync()
-        self.anchor()
+        self.call_after_refresh(self.scroll_end, animate=False, immediate=True)
 
     def sync(self) -> None:
         """Mount new items and re-render changed ones."""
@@ -242,12 +239,16 @@ class TranscriptView(VerticalScroll):
             if item.rev != self._revs[offset]:
                 _refresh(view, item)
                 self._revs[offset] = item.rev
+        # Follow the end while it is in view (a reader who scrolled up stays put).
+        at_end = self.scroll_y >= self.max_scroll_y - 1
         new = items[self._first + len(self._views) :]
         if new:
             views = [view_of(item) for item in new]
             self._views.extend(views)
             self._revs.extend(item.rev for item in new)
             self.mount_all(views)
+        if at_end:
+            self.call_after_refresh(self.scroll_end, animate=False, immediate=True)
 
     def toggle_tools(self) -> None:
         """Expand every tool call, or collapse them all if any is expanded."""

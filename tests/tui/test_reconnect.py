@@ -1,0 +1,79 @@
+"""The dashboard loses nothing: a daemon restart (the server closes the websocket) is
+reconnected with `since` per session, and a `resync` (the hub dropped a subscriber
+that fell behind) is answered by resubscribing that session from the model's cursor.
+Checked against the session's event stream in Redis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from daemon.store import Store
+from tests.api.support import Daemon
+from tests.fixtures.daemon import send_nudge
+from tests.tui.conftest import Dash, MakeDaemon, dashboard, start
+from tui.transcript import ReplyItem, ToolItem
+
+
+async def assert_complete(dash: Dash, store: Store, sid: str) -> None:
+    """The model holds every event of `sid` the store holds, each once, in order."""
+    last = await store.last_seq(sid)
+    view = dash.model.sessions[sid]
+    await dash.until(lambda: view.agg_seq >= last, f"{sid} to catch up to seq {last}")
+    assert view.gaps == 0
+    frames = await store.read_events(sid, since=0, count=last)
+    if view.log_seq is None:
+        return
+    await dash.until(lambda: view.log_seq is not None and view.log_seq >= last, "its transcript")
+    root = view.agents["root"]
+    requests = [f.event.request_no for f in frames if f.event.type == "model.request"]  # type: ignore[union-attr]
+    replies = [i.request_no for i in root.transcript.items if isinstance(i, ReplyItem)]
+    assert replies[: len(requests)] == requests
+    calls = [f.event.call_id for f in frames if f.event.type == "tool.call"]  # type: ignore[union-attr]
+    tools = [i.call_id for i in root.transcript.items if isinstance(i, ToolItem)]
+    assert tools[: len(calls)] == calls
+
+
+async def test_a_restarted_daemon_is_reconnected_without_lost_events(
+    daemon: Daemon, store: Store, tmp_path: Path
+) -> None:
+    busy = await start(daemon, "[scenario:loop] tui: busy", tmp_path)
+    quiet = await start(daemon, "[scenario:short] tui: quiet", tmp_path)
+    async with dashboard(daemon, select=busy) as dash:
+        await dash.status_is(quiet, "idle")
+        await dash.until(lambda: (dash.model.sessions[busy].log_seq or 0) > 30, "busy's history")
+        assert dash.model.sessions[quiet].log_seq is None  # never looked at: no transcript
+
+        await daemon.stop()  # closes the websocket (1012) from the server's side
+        await dash.until(lambda: dash.link.state.phase == "reconnecting", "reconnecting")
+        await dash.until(lambda: "reconnecting" in dash.status_line(), "the status line")
+        down = await send_nudge(store, quiet, "sent while the daemon was down")
+        await daemon.start()
+
+        await dash.until(lambda: dash.link.state.phase == "resynced", "resynced")
+        assert "resynced" in dash.status_line() and daemon.url.removeprefix("http://") in (
+            dash.status_line()
+        )
+        await dash.select(quiet)  # its history now: replayed from its first event
+        root = dash.agent(quiet)
+        assert root is not None
+        await dash.until(
+            lambda: (item := root.transcript.nudge(down.nudge_id)) is not None and item.delivered,
+            "the nudge sent while down, delivered",
+        )
+        await dash.status_is(quiet, "idle")
+        for sid in (busy, quiet):
+            await assert_complete(dash, store, sid)
+
+
+async def test_a_resync_resubscribes_from_the_model_s_cursor(
+    make_daemon: MakeDaemon, store: Store, tmp_path: Path
+) -> None:
+    daemon = await make_daemon(hub_buffer=1)  # any burst of two frames overflows it
+    async with dashboard(daemon) as dash:
+        sid = await start(daemon, "[scenario:twenty] tui: resync", tmp_path)
+        await dash.select(sid)
+        await dash.status_is(sid, "idle")
+        view = dash.model.sessions[sid]
+        assert view.resyncs > 0 and dash.link.state.resyncs > 0
+        await assert_complete(dash, store, sid)
+        assert "resync" in dash.status_line()
