@@ -161,28 +161,32 @@ class _Connection:
             self._sub.put_control(parsed.model_dump_json())
             return
         command = parsed
+        result: JsonValue
         try:
             match command:
                 case Subscribe():
-                    starts = await self._subscribe(command)
-                    self._ack(command.id, {sid: seq for sid, seq in starts.items()})
-                    await self._hub.catch_up(self._sub)
-                    return
+                    result = dict(await self._subscribe(command))
                 case Unsubscribe(sessions=sessions):
                     refs = None if sessions == "*" else sessions
-                    result: JsonValue = list(self._hub.unsubscribe(self._sub, refs))
+                    result = list(self._hub.unsubscribe(self._sub, refs))
                 case _:
                     result = await execute(self._supervisor, command)
         except CommandError as exc:
             self._ack_error(command.id, exc.code, exc.message)
+            return
         except (RedisError, OSError) as exc:
             log.warning("ws.unavailable command=%s error=%s", command.type, exc)
             self._ack_error(command.id, "unavailable", "the store is unavailable; retry later")
+            return
         except Exception:
             log.exception("ws.command_failed command=%s", command.type)
             self._ack_error(command.id, "internal", "the daemon failed; see its log")
-        else:
-            self._ack(command.id, result)
+            return
+        self._ack(command.id, result)
+        if isinstance(command, Subscribe):
+            # After the ack: replay what the new subscriptions missed, then go live.
+            # The next command waits, so commands stay in order.
+            await self._hub.catch_up(self._sub)
 
     async def _subscribe(self, command: Subscribe) -> dict[str, int]:
         supervisor = self._supervisor

@@ -21,12 +21,8 @@ async def make_daemon(
     started: list[Daemon] = []
 
     async def make(**settings: Any) -> Daemon:
-        daemon = Daemon(
-            redis_url=redis_url,
-            key_prefix=key_prefix,
-            anthropic_client=anthropic_client,
-            **settings,
-        )
+        settings.setdefault("redis_url", redis_url)
+        daemon = Daemon(key_prefix=key_prefix, anthropic_client=anthropic_client, **settings)
         await daemon.start()
         started.append(daemon)
         return daemon
