@@ -23,6 +23,7 @@ class VetoScreen(ModalScreen[str | None]):
         background: $panel;
         padding: 1 2;
     }
+    VetoScreen Label { width: 100%; }
     VetoScreen #veto-title { text-style: bold; color: $error; }
     VetoScreen #veto-error { color: $error; height: auto; }
     VetoScreen Horizontal { height: auto; margin-top: 1; }
