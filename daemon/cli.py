@@ -88,7 +88,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_run)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "tui",
         help="the live dashboard: every session and agent, their conversations, and keys "
         "to nudge, redirect, pause, resume, veto, approve and deny",
