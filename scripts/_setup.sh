@@ -8,6 +8,13 @@ if ! command -v redis-server >/dev/null 2>&1; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
+# tmux: the dashboard's end-to-end test runs `steer tui` in a real terminal.
+if ! command -v tmux >/dev/null 2>&1; then
+    echo "steer: installing tmux from apt" >&2
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq tmux >/dev/null
+fi
 
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
