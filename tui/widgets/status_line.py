@@ -46,7 +46,7 @@ class StatusLine(Static):
         elif state.resyncs:
             text.append(f" ({state.resyncs} resync{'s' if state.resyncs > 1 else ''})")
         text.append(f" {state.url.removesuffix(PATH)}", style="dim")
-        text.append(f" · {sessions} sessions")
+        text.append(f" · {sessions} session{'' if sessions == 1 else 's'}")
         if attention:
             text.append(f" · {attention} need you (!)", style="bold yellow")
         if view:
