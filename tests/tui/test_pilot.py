@@ -321,3 +321,21 @@ async def test_the_command_palette_runs_a_verb_and_help_lists_every_key(
             assert verb.label in shown
         assert "Ctrl+J" in shown
         await dash.press("escape")
+
+
+async def test_follow_mode_selects_the_agent_that_just_did_something(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    a = await start(daemon, "[scenario:short] tui: follow a", tmp_path)
+    b = await start(daemon, "[scenario:short] tui: follow b", tmp_path)
+    async with dashboard(daemon, select=a) as dash:
+        await dash.status_is(a, "idle")
+        await dash.status_is(b, "idle")
+        await dash.select(a)
+        await dash.press("f")
+        assert "follow" in dash.status_line()
+        response = await daemon.http.post(f"/v1/sessions/{b}/nudges", json={"text": "go on"})
+        response.raise_for_status()
+        await dash.until(lambda: dash.selected == (b, "root"), "the selection to follow b")
+        await dash.press("f")
+        assert "follow" not in dash.status_line()

@@ -5,12 +5,18 @@ Checked against the session's event stream in Redis."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 from daemon.store import Store
+from protocol.commands import Ping
 from tests.api.support import Daemon
 from tests.fixtures.daemon import send_nudge
 from tests.tui.conftest import Dash, MakeDaemon, dashboard, start
+from tests.tui.support import until
+from tui.link import Link, LinkState
+from tui.model import DashboardModel
 from tui.transcript import ReplyItem, ToolItem
 
 
@@ -77,3 +83,35 @@ async def test_a_resync_resubscribes_from_the_model_s_cursor(
         assert view.resyncs > 0 and dash.link.state.resyncs > 0
         await assert_complete(dash, store, sid)
         assert "resync" in dash.status_line()
+
+
+async def test_a_wrong_token_is_retried_with_the_credentials_read_again(daemon: Daemon) -> None:
+    """A restarted `steer daemon` writes a new token: the link reads it again."""
+    tokens = iter(["wrong", "still-wrong"])
+
+    def credentials() -> tuple[str, str]:
+        return daemon.url, next(tokens, daemon.token)
+
+    model = DashboardModel()
+    states: list[LinkState] = []
+    link = Link(
+        model,
+        url=daemon.url,
+        token="wrong",
+        credentials=credentials,
+        on_state=states.append,
+        backoff=lambda attempt: 0.05,
+    )
+    running = asyncio.create_task(link.run())
+    try:
+        await until(lambda: link.connected, what="the link to connect")
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    refused = [s for s in states if s.phase == "reconnecting"]
+    assert len(refused) == 2
+    assert all(s.error == "refused: HTTP 401 (wrong token?)" for s in refused)
+    assert states[-1].phase == "connected" and link.hello is not None
+    ack = await link.call(Ping)
+    assert not ack.ok and ack.error is not None and ack.error.code == "unavailable"
