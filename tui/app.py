@@ -113,7 +113,7 @@ class SteerApp(App[None]):
             yield self.transcript
         yield self.prompt
         yield self.status_line
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.run_worker(self.backend.run(), name="link", group="link")

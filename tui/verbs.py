@@ -89,6 +89,14 @@ VERBS: tuple[Verb, ...] = (
         "with an optional reason the model is told.",
     ),
     Verb(
+        "help",
+        "question_mark,f1",
+        "Help",
+        "Show the keys",
+        "This screen.",
+        key_display="?",
+    ),
+    Verb(
         "attention",
         "exclamation_mark",
         "Attention",
@@ -137,14 +145,6 @@ VERBS: tuple[Verb, ...] = (
         "Expand or collapse the tool calls",
         "Open every tool call of the transcript, or close them all.",
         footer=False,
-    ),
-    Verb(
-        "help",
-        "question_mark,f1",
-        "Help",
-        "Show the keys",
-        "This screen.",
-        key_display="?",
     ),
     Verb("quit", "q", "Quit", "Quit", "Leave the dashboard (the sessions go on).", footer=False),
 )
