@@ -21,7 +21,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, JsonValue, TypeAdapter, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
@@ -74,17 +74,6 @@ class ErrorResponse(BaseModel):
     error: ErrorInfo
 
 
-class GuardRefusalInfo(BaseModel):
-    code: str = Field(description="unauthorized or forbidden_host")
-    message: str
-
-
-class GuardRefusal(BaseModel):
-    """What `LoopbackGuard` answers before the app sees the request."""
-
-    error: GuardRefusalInfo
-
-
 class Health(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -107,8 +96,8 @@ FRAMEWORK_CODES: dict[int, ErrorCode] = {413: "too_large", 422: "invalid", 429: 
 #: The refusals any route may answer.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _documented("bad_frame: the body is not JSON"),
-    401: _documented("missing or wrong token", GuardRefusal),
-    403: _documented("the Host header does not name this daemon on loopback", GuardRefusal),
+    401: _documented("unauthorized: missing or wrong token"),
+    403: _documented("forbidden: the Host header does not name this daemon on loopback"),
     404: _documented("unknown_session or unknown_agent"),
     409: _documented("not_pending or conflict: the agent's state does not allow it"),
     413: _documented("too_large: the request body is over the limit"),

@@ -14,6 +14,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     "invalid": 422,
     "too_large": 413,
     "rate_limited": 429,
+    "unauthorized": 401,
+    "forbidden": 403,
     "unknown_session": 404,
     "unknown_agent": 404,
     "not_pending": 409,

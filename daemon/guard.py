@@ -23,6 +23,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
+from protocol.commands import ErrorCode
 from protocol.websocket import TOKEN_SUBPROTOCOL_PREFIX
 
 log = logging.getLogger("steer.guard")
@@ -37,16 +38,16 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-#: (HTTP status, error type, message)
-Refusal = tuple[int, str, str]
+#: (HTTP status, error code, message)
+Refusal = tuple[int, ErrorCode, str]
 
 _UNAUTHORIZED: Refusal = (401, "unauthorized", "missing or wrong token (see STEER_HOME/token)")
 _FORBIDDEN_HOST: Refusal = (
     403,
-    "forbidden_host",
+    "forbidden",
     "the Host header must name this daemon on loopback",
 )
-_FORBIDDEN_ORIGIN: Refusal = (403, "forbidden_origin", "this Origin may not open the websocket")
+_FORBIDDEN_ORIGIN: Refusal = (403, "forbidden", "this Origin may not open the websocket")
 _TOO_LARGE: Refusal = (413, "too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
 
 
@@ -94,7 +95,7 @@ class LoopbackGuard:
         if refusal is not None:
             _log_refusal(scope, refusal)
             status, kind, message = refusal
-            response = JSONResponse({"error": {"type": kind, "message": message}}, status)
+            response = JSONResponse({"error": {"code": kind, "message": message}}, status)
             await response(scope, receive, send)
             return
         await self._app(scope, receive, send)
@@ -193,7 +194,7 @@ async def _refuse_websocket(scope: Scope, receive: Receive, send: Send, refusal:
     if connect["type"] != "websocket.connect":
         return  # the client went away already
     if "websocket.http.response" in (scope.get("extensions") or {}):
-        body = json.dumps({"error": {"type": kind, "message": message}}).encode()
+        body = json.dumps({"error": {"code": kind, "message": message}}).encode()
         await send(
             {
                 "type": "websocket.http.response.start",
@@ -213,10 +214,11 @@ def _log_refusal(scope: Scope, refusal: Refusal) -> None:
     client = scope.get("client")
     peer = f"{client[0]}:{client[1]}" if client else "?"
     log.warning(
-        "guard.refused kind=%s status=%d reason=%s peer=%s path=%r",
+        "guard.refused kind=%s status=%d code=%s reason=%r peer=%s path=%r",
         scope["type"],
         refusal[0],
         refusal[1],
+        refusal[2],
         peer,
         scope.get("path", ""),
     )

@@ -27,7 +27,8 @@ Reason = Annotated[str, Field(min_length=1, max_length=MAX_REASON_CHARS)]
 CallId = Annotated[str, Field(min_length=1, max_length=128)]
 
 #: Why a command failed. Protocol errors: bad_frame (not JSON, or not a command),
-#: invalid (a field is wrong), too_large, rate_limited. Domain errors: unknown_session,
+#: invalid (a field is wrong), too_large, rate_limited; unauthorized (no or wrong token)
+#: and forbidden (Host or Origin), answered before any route runs. Domain errors: unknown_session,
 #: unknown_agent, not_pending (no such tool call awaits a decision), conflict (the
 #: agent's state does not allow it, e.g. resuming an agent that runs). internal: a
 #: daemon fault (logged), unavailable: Redis is down (retry later).
@@ -36,6 +37,8 @@ ErrorCode = Literal[
     "invalid",
     "too_large",
     "rate_limited",
+    "unauthorized",
+    "forbidden",
     "unknown_session",
     "unknown_agent",
     "not_pending",

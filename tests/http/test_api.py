@@ -72,10 +72,6 @@ def test_every_route_needs_the_token(
     assert "token" in response.json()["error"]["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon/guard.py (another owner) still answers {'error': {'type', 'message'}}",
-)
 def test_guard_refusals_have_the_one_error_shape(api: ApiServer) -> None:
     with httpx.Client(base_url=api.url) as anonymous:
         response = anonymous.get("/v1/sessions")
