@@ -63,7 +63,9 @@ async def serve(settings: Settings) -> None:
         sock = api_socket(settings.host, settings.port)
         port = sock.getsockname()[1]
         token = secrets.token_urlsafe(24)
-        server = api_server(supervisor, store, hub, token=token, port=port)
+        server = api_server(
+            supervisor, store, hub, token=token, port=port, allowed_origins=settings.origins
+        )
         write_private(home / TOKEN_FILE, token)
         info = {"url": f"http://127.0.0.1:{port}", "pid": os.getpid(), "simulator": simulator_url}
         write_private(home / DAEMON_FILE, json.dumps(info))

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     #: 0 picks a free port; clients find it in STEER_HOME/daemon.json.
     port: int = 0
+    #: Web origins allowed to open the websocket, comma-separated, matched exactly (say
+    #: `vscode-webview://...`); none by default. Native clients send no Origin at all.
+    allowed_origins: str = ""
     model: str = DEFAULT_MODEL
     #: Tokens per second the embedded simulator streams at (0: as fast as it can).
     sim_token_rate: float = 40.0
@@ -39,6 +42,10 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL")
     )
     max_retries: int = 2
+
+    @property
+    def origins(self) -> frozenset[str]:
+        return frozenset(o.strip() for o in self.allowed_origins.split(",") if o.strip())
 
     @field_validator("anthropic_api_key", "anthropic_base_url", "redis_url", mode="before")
     @classmethod

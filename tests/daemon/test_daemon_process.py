@@ -13,6 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
+from websockets.typing import Origin, Subprotocol
 
 from daemon.paths import DAEMON_FILE
 
@@ -160,3 +163,30 @@ def test_kill_9_then_a_nudge_while_down_is_applied_once_after_restart(
     shown = daemon.cli("show", sid, "--json")
     notes = [m["content"] for m in json.loads(shown.stdout) if m["role"] == "system"]
     assert len(notes) == 1 and notes[0].endswith(": sent while the daemon was down")
+
+
+def test_steer_allowed_origins_opens_the_websocket_to_exactly_those_origins(
+    daemon: DaemonProcess,
+) -> None:
+    daemon.stop()
+    daemon.env["STEER_ALLOWED_ORIGINS"] = "vscode-webview://steer, http://127.0.0.1:5173"
+    daemon.start()
+    info = json.loads((daemon.home / DAEMON_FILE).read_text())
+    url = info["url"].replace("http://", "ws://") + "/v1/ws"
+    token = (daemon.home / "token").read_text().strip()
+
+    def hello(origin: str) -> str:
+        with ws_connect(
+            url,
+            origin=Origin(origin),
+            additional_headers={"Authorization": f"Bearer {token}"},
+            subprotocols=[Subprotocol("steer.v1")],
+            open_timeout=10,
+        ) as ws:
+            return json.loads(ws.recv(timeout=10))["type"]  # type: ignore[no-any-return]
+
+    assert hello("vscode-webview://steer") == "hello"
+    assert hello("http://127.0.0.1:5173") == "hello"
+    with pytest.raises(InvalidStatus) as refused:
+        hello("http://127.0.0.1:5174")
+    assert refused.value.response.status_code == 403
