@@ -127,13 +127,14 @@ class SteerApp(App[None]):
     def refresh_view(self) -> None:
         """Redraw whatever moved since the last call."""
         model = self.model
-        if model.version != self._version or self._dirty:
+        moved = model.version != self._version or self._dirty
+        if moved:
             self._version = model.version
             self._rebuild()
             if self.follow and model.last_active is not None:
                 self._reveal(model.last_active)
             self._show_selected()
-        if self.backend.state is not self._state or self._dirty:
+        if moved or self.backend.state is not self._state:
             self._state = self.backend.state
             self._show_status()
         self._dirty = False

@@ -194,6 +194,8 @@ class Link:
                 error = f"refused: HTTP {code}{hint}"
             except (OSError, TimeoutError, InvalidHandshake, _Refused) as exc:
                 error = str(exc) or type(exc).__name__
+            except ValidationError as exc:  # a daemon speaking another protocol
+                error = f"unexpected answer from the daemon: {exc.error_count()} error(s)"
             finally:
                 self._conn = None
                 self._fail_pending()

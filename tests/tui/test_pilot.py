@@ -207,6 +207,7 @@ async def test_approve_and_deny_after_jumping_to_the_agent_that_needs_attention(
     sid = await start(daemon, "[scenario:approve] tui: approvals", tmp_path, approve="writes")
     async with dashboard(daemon, select=other) as dash:
         await dash.status_is(sid, "waiting")
+        await dash.until(lambda: "1 need you (!)" in dash.status_line(), "the count of waiting")
         await dash.select(other)
         await dash.press("a")  # nothing waits on `other`: a warning, no command
         assert dash.app.acks == []
@@ -231,6 +232,7 @@ async def test_approve_and_deny_after_jumping_to_the_agent_that_needs_attention(
         await dash.press("enter")
         assert (await dash.ack(f"deny {second}")).ok
         await dash.status_is(sid, "idle")
+        await dash.until(lambda: "need you" not in dash.status_line(), "nothing waiting")
 
         tools = {t.call_id: t for t in root.transcript.items if isinstance(t, ToolItem)}
         assert (tools[first].approval, tools[first].decided_by) == ("approved", "tester")
