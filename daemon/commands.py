@@ -2,7 +2,7 @@
 websocket and the HTTP routes turn a `protocol.commands` model into an action.
 
 Returns the ack's result (JSON) or raises `CommandError`. Subscriptions are the
-websocket's own business and are not handled here.
+websocket's own business (daemon/ws.py handles them before they get here).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from daemon.errors import CommandError
 from daemon.supervisor import Supervisor
 from protocol.commands import (
     Approve,
+    Command,
     Deny,
     GetMessages,
     ListSessions,
@@ -26,28 +27,18 @@ from protocol.commands import (
     Resume,
     SendNudgeCommand,
     Start,
+    Subscribe,
+    Unsubscribe,
     Veto,
 )
 from protocol.nudges import SendNudge
 from protocol.sessions import StartSession
 
-Executable = (
-    Ping
-    | ListSessions
-    | GetMessages
-    | Start
-    | SendNudgeCommand
-    | Pause
-    | Resume
-    | Redirect
-    | Veto
-    | Approve
-    | Deny
-)
 
-
-async def execute(supervisor: Supervisor, command: Executable) -> JsonValue:
+async def execute(supervisor: Supervisor, command: Command) -> JsonValue:
     match command:
+        case Subscribe() | Unsubscribe():
+            raise CommandError("invalid", f"{command.type} is for the websocket only")
         case Ping():
             return "pong"
         case ListSessions():
