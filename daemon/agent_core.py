@@ -66,7 +66,7 @@ from protocol.events import (
     ToolFinished,
 )
 from protocol.nudges import DeliveryPath, Nudge
-from protocol.sessions import AgentStatus, PendingApproval
+from protocol.sessions import AgentStatus, AgentSummary, PendingApproval
 
 #: The user turn that opens a boundary for a nudge to an agent that ended its turn.
 IDLE_USER_TURN = "The operator has a note for you; it follows."
@@ -127,6 +127,23 @@ class AgentCore:
 
     def pending_approvals(self) -> list[PendingApproval]:
         return [a.call for a in self.state.approvals if a.approved is None]
+
+    def summary(self) -> AgentSummary:
+        state = self.state
+        return AgentSummary(
+            session=self.config.session,
+            agent=self.config.agent,
+            name=self.config.name,
+            parent=self.config.parent,
+            status=state.status,
+            model=self.config.model,
+            requests=state.requests,
+            usage=state.usage,
+            cost_usd=state.cost_usd,
+            last_cached_share=state.last_cached_share,
+            error=state.error,
+            approvals=self.pending_approvals(),
+        )
 
     def report(self) -> str:
         """The agent's last words: what a subagent hands back to its parent."""

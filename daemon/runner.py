@@ -102,6 +102,8 @@ class AgentRunner:
         self._action: asyncio.Task[ModelReply | list[ToolResult]] | None = None
         #: Results of the running tool batch so far, for an interrupted batch.
         self._finished_tools: list[ToolResult] = []
+        #: The agent as of its last commit (the core runs ahead of it during a commit).
+        self.summary = core.summary()
         #: Set while the agent is done, failed or vetoed.
         self.settled = asyncio.Event()
         if core.state.status in SETTLED:
@@ -170,6 +172,7 @@ class AgentRunner:
         """Persist the step, then start its action: the store always runs ahead of the API."""
         frames = await self._commit(step, acks or [])
         self.core.mark_persisted()
+        self.summary = self.core.summary()
         if frames and self._on_frames is not None:
             self._on_frames(frames)
         if self.core.state.status in SETTLED:

@@ -45,7 +45,7 @@ from daemon.subagents import MAX_DEPTH, SPAWN_SPEC, parse_spawn, report
 from daemon.tools import TOOL_SPECS, ToolOutcome
 from protocol.events import AgentStarted, Event, NudgeReceived, NudgeRejected, SessionCreated
 from protocol.nudges import Nudge, SendNudge
-from protocol.sessions import SETTLED, AgentSummary, SessionSpec, SessionSummary, StartSession
+from protocol.sessions import SETTLED, SessionSpec, SessionSummary, StartSession
 
 log = logging.getLogger("steer.supervisor")
 
@@ -174,7 +174,8 @@ class Supervisor:
         return [self.summary(sid) for sid in sorted(self._specs, key=self._created_at)]
 
     def summary(self, sid: str) -> SessionSummary:
-        agents = [_summary_of(r.core) for r in self._runners.get(sid, {}).values()]
+        # The runners' summaries as of their last commit, so they agree with `last_seq`.
+        agents = [r.summary for r in self._runners.get(sid, {}).values()]
         root = next((a for a in agents if a.agent == ROOT), None)
         return SessionSummary(
             spec=self._specs[sid],
@@ -495,24 +496,6 @@ def _started(config: AgentConfig) -> AgentStarted:
         name=config.name,
         task=config.task,
         model=config.model,
-    )
-
-
-def _summary_of(core: AgentCore) -> AgentSummary:
-    state = core.state
-    return AgentSummary(
-        session=core.config.session,
-        agent=core.config.agent,
-        name=core.config.name,
-        parent=core.config.parent,
-        status=state.status,
-        model=core.config.model,
-        requests=state.requests,
-        usage=state.usage,
-        cost_usd=state.cost_usd,
-        last_cached_share=state.last_cached_share,
-        error=state.error,
-        approvals=core.pending_approvals(),
     )
 
 

@@ -16,7 +16,7 @@ from daemon.supervisor import Supervisor
 from protocol.events import ModelReplied, NudgeDelivered, ToolFinished
 from protocol.nudges import SendNudge
 from protocol.sessions import ApprovalPolicy, StartSession
-from tests.fixtures.daemon import is_event, is_status, send_nudge, wait_for
+from tests.fixtures.daemon import is_event, is_status, send_nudge, summary_at, wait_for
 from tests.fixtures.simulator import SimulatorHandle
 
 
@@ -172,8 +172,8 @@ async def test_held_tool_calls_wait_for_approve_and_deny(
     spec = await supervisor.create_session(
         start("[scenario:approve] write files", tmp_path, approve="writes")
     )
-    await wait_for(store, spec.id, is_status("waiting"))
-    held = supervisor.summary(spec.id).agents[0].approvals
+    waiting = await wait_for(store, spec.id, is_status("waiting"))
+    held = (await summary_at(supervisor, spec.id, waiting)).agents[0].approvals
     assert [a.name for a in held] == ["write_file", "write_file"]  # list_files runs freely
     first, second = held
 
@@ -250,9 +250,9 @@ async def test_vetoing_a_subagent_stops_its_whole_subtree(
     leaf = await wait_for(store, spec.id, is_event("agent.started", name="leaf"))
     await wait_for(store, spec.id, is_event("model.request", agent=leaf.event.agent))
     await supervisor.veto(spec.id, "a1", reason="dead end", author="ann")
-    await wait_for(store, spec.id, is_status("idle"))
+    idle = await wait_for(store, spec.id, is_status("idle"))
 
-    statuses = {a.name: a.status for a in supervisor.summary(spec.id).agents}
+    statuses = {a.name: a.status for a in (await summary_at(supervisor, spec.id, idle)).agents}
     assert statuses == {None: "idle", "mid": "vetoed", "side": "done", "leaf": "vetoed"}
     report = tool_results(supervisor.core(spec.id).messages)[-1]["content"]
     assert "## a1 (mid): vetoed by the operator: dead end" in str(report)

@@ -20,7 +20,7 @@ from daemon.supervisor import CONSUMER, Supervisor
 from protocol.events import ModelReplied, NudgeDelivered
 from protocol.nudges import Nudge, NudgeMode
 from protocol.sessions import SessionSpec, StartSession
-from tests.fixtures.daemon import is_event, is_status, send_nudge, wait_for
+from tests.fixtures.daemon import is_event, is_status, send_nudge, summary_at, wait_for
 from tests.fixtures.simulator import SimulatorHandle
 
 
@@ -57,8 +57,8 @@ async def test_a_session_runs_its_tools_and_goes_idle(
     supervisor: Supervisor, store: Store, tmp_path: Path
 ) -> None:
     spec = await supervisor.create_session(start("[scenario:short] look around", tmp_path))
-    await wait_for(store, spec.id, is_status("idle"))
-    summary = supervisor.summary(spec.id)
+    idle = await wait_for(store, spec.id, is_status("idle"))
+    summary = await summary_at(supervisor, spec.id, idle)
     root = summary.agents[0]
     assert root.requests == 3
     assert root.usage.output_tokens > 0 and root.cost_usd > 0
@@ -177,7 +177,7 @@ async def test_a_failed_model_call_is_visible_and_resumable(
     simulator.fault("overloaded", count=3, retry_after=0)  # more than the SDK's retries
     spec = await supervisor.create_session(start("[scenario:short] overloaded", tmp_path))
     failed = await wait_for(store, spec.id, is_status("failed"))
-    assert "529" in (supervisor.summary(spec.id).agents[0].error or "")
+    assert "529" in ((await summary_at(supervisor, spec.id, failed)).agents[0].error or "")
     await supervisor.resume_agents(spec.id, None, author="tester")
     await wait_for(store, spec.id, is_status("idle"), since=failed.seq)
 
