@@ -4,4 +4,6 @@ pytest_plugins = [
     "tests.fixtures.redis",
     "tests.fixtures.simulator",
     "tests.fixtures.daemon",
+    "tests.fixtures.steer_process",
+    "tests.fixtures.api",
 ]

@@ -12,8 +12,8 @@ from daemon.store import Store
 from protocol.envelope import Frame
 from protocol.sessions import SessionSpec
 from protocol.websocket import EventMessage, Resync, TextDelta
-from tests.api.conftest import MakeDaemon
 from tests.api.support import WsClient, consecutive, seqs
+from tests.fixtures.api import MakeDaemon
 from tests.fixtures.daemon import send_nudge
 
 HUB_BUFFER = 8

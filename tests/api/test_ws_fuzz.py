@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from daemon.hub import ConnectionLimits
 from protocol.commands import Ack, ErrorCode
-from tests.api.conftest import MakeDaemon
 from tests.api.support import WsClient
+from tests.fixtures.api import MakeDaemon
 
 FUZZ = settings(
     max_examples=200,

@@ -19,8 +19,8 @@ from daemon.guard import MAX_BODY_BYTES, LoopbackGuard, Message
 from daemon.hub import ConnectionLimits
 from protocol.sessions import SessionSpec
 from protocol.websocket import MAX_CLIENT_FRAME_BYTES, SUBPROTOCOL
-from tests.api.conftest import MakeDaemon
 from tests.api.support import Daemon
+from tests.fixtures.api import MakeDaemon
 
 
 async def refused(daemon: Daemon, **kwargs: Any) -> int:

@@ -12,8 +12,8 @@ from daemon.store import Store
 from protocol.envelope import Frame
 from protocol.nudges import Nudge
 from protocol.sessions import SessionSpec
-from tests.api.conftest import MakeDaemon
 from tests.api.support import Daemon, WsClient, at_least, consecutive, of, seqs
+from tests.fixtures.api import MakeDaemon
 from tests.fixtures.daemon import is_event, is_status, send_nudge, wait_for
 
 

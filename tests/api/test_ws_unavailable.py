@@ -9,8 +9,8 @@ from pathlib import Path
 from daemon.redis_server import RedisServer
 from protocol.sessions import SessionSpec
 from protocol.websocket import Resync
-from tests.api.conftest import MakeDaemon
 from tests.api.support import consecutive
+from tests.fixtures.api import MakeDaemon
 from tests.fixtures.daemon import is_event, is_status
 
 

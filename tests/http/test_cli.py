@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,26 +13,14 @@ from redis import Redis
 
 from daemon.keys import Keys
 from protocol.nudges import Nudge
-from tests.daemon.test_daemon_process import SCENARIOS, DaemonProcess, until
+from tests.fixtures.steer_process import DaemonProcess, StartSteerDaemon, until
 
 CALL_ID = re.compile(r"toolu_[0-9a-f]+")
 
 
 @pytest.fixture
-def steerd(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[DaemonProcess]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "STEER_"))}
-    env |= {
-        "STEER_HOME": str(tmp_path / "home"),
-        "STEER_REDIS_URL": redis_url,
-        "STEER_KEY_PREFIX": key_prefix,
-        "STEER_SIM_TOKEN_RATE": "0",
-        "STEER_SIM_SCENARIOS": str(SCENARIOS),
-        "USER": "alice",
-    }
-    process = DaemonProcess(env, tmp_path / "home")
-    process.start()
-    yield process
-    process.stop()
+def steerd(start_steer_daemon: StartSteerDaemon) -> DaemonProcess:
+    return start_steer_daemon(USER="alice")
 
 
 @pytest.fixture

@@ -5,13 +5,11 @@ uvicorn, supervisor, hub and guard over the test's Redis and the simulator), and
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import anthropic
-import pytest
 from textual.pilot import Pilot
 
 from protocol.commands import Ack
@@ -21,35 +19,6 @@ from tests.tui.support import until
 from tui.app import SteerApp
 from tui.link import Link
 from tui.model import AgentView, DashboardModel
-
-MakeDaemon = Callable[..., Awaitable[Daemon]]
-
-
-@pytest.fixture
-async def make_daemon(
-    redis_url: str, key_prefix: str, anthropic_client: anthropic.AsyncAnthropic
-) -> AsyncIterator[MakeDaemon]:
-    started: list[Daemon] = []
-
-    async def make(**settings: Any) -> Daemon:
-        daemon = Daemon(
-            redis_url=redis_url,
-            key_prefix=key_prefix,
-            anthropic_client=anthropic_client,
-            **settings,
-        )
-        await daemon.start()
-        started.append(daemon)
-        return daemon
-
-    yield make
-    for daemon in started:
-        await daemon.close()
-
-
-@pytest.fixture
-async def daemon(make_daemon: MakeDaemon) -> Daemon:
-    return await make_daemon()
 
 
 async def start(daemon: Daemon, task: str, workdir: Path, **fields: Any) -> str:

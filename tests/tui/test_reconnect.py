@@ -12,8 +12,9 @@ from pathlib import Path
 from daemon.store import Store
 from protocol.commands import Ping
 from tests.api.support import Daemon
+from tests.fixtures.api import MakeDaemon
 from tests.fixtures.daemon import send_nudge
-from tests.tui.conftest import Dash, MakeDaemon, dashboard, start
+from tests.tui.conftest import Dash, dashboard, start
 from tests.tui.support import until
 from tui.link import Link, LinkState
 from tui.model import DashboardModel

@@ -8,7 +8,6 @@ daemon has a private STEER_HOME (tests/daemon/test_daemon_process.py).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.test_daemon_process import BIN, SCENARIOS, DaemonProcess, until
+from tests.fixtures.steer_process import BIN, DaemonProcess, until
 
 WIDTH, HEIGHT = 160, 48
 
@@ -75,22 +74,6 @@ class Tmux:
         subprocess.run(
             [self._tmux, "-S", str(self.socket), "kill-server"], env=self.env, capture_output=True
         )
-
-
-@pytest.fixture
-def steer_daemon(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[DaemonProcess]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "STEER_"))}
-    env |= {
-        "STEER_HOME": str(tmp_path / "home"),
-        "STEER_REDIS_URL": redis_url,
-        "STEER_KEY_PREFIX": key_prefix,
-        "STEER_SIM_TOKEN_RATE": "0",
-        "STEER_SIM_SCENARIOS": str(SCENARIOS),
-    }
-    process = DaemonProcess(env, tmp_path / "home")
-    process.start()
-    yield process
-    process.stop()
 
 
 @pytest.fixture
