@@ -31,20 +31,9 @@ from protocol.events import (
     ToolCalled,
     ToolFinished,
 )
-from protocol.sessions import AgentStatus, AgentSummary, SessionSummary
+from protocol.sessions import ATTENTION_ORDER, AgentSummary, SessionSummary
 
 PREVIEW = 100
-#: The order statuses are listed in: what needs attention first.
-STATUS_ORDER: tuple[AgentStatus, ...] = (
-    "waiting",
-    "failed",
-    "paused",
-    "running",
-    "queued",
-    "idle",
-    "done",
-    "vetoed",
-)
 
 
 def percent(share: float | None) -> str:
@@ -79,7 +68,7 @@ def session_table(sessions: Sequence[SessionSummary]) -> str:
 def agent_counts(agents: Sequence[AgentSummary]) -> str:
     """How many agents are in each status, e.g. `1 waiting, 2 running`."""
     counts = Counter(a.status for a in agents)
-    return ", ".join(f"{counts[status]} {status}" for status in STATUS_ORDER if counts[status])
+    return ", ".join(f"{counts[status]} {status}" for status in ATTENTION_ORDER if counts[status])
 
 
 def address(agent: AgentSummary) -> str:

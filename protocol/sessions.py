@@ -11,6 +11,17 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 #: paused: held by the operator; done: a subagent reported back; failed: an error stopped
 #: it (resumable); vetoed: stopped by the operator for good.
 AgentStatus = Literal["running", "waiting", "queued", "idle", "paused", "done", "failed", "vetoed"]
+#: Statuses in order of how much they need the operator: listings sort by it.
+ATTENTION_ORDER: tuple[AgentStatus, ...] = (
+    "waiting",
+    "failed",
+    "paused",
+    "running",
+    "queued",
+    "idle",
+    "done",
+    "vetoed",
+)
 #: Statuses an agent never leaves by itself.
 SETTLED: frozenset[AgentStatus] = frozenset({"done", "failed", "vetoed"})
 #: Which tool calls wait for an operator's approval: none; those that write files;

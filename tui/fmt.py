@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from protocol.sessions import AgentStatus
+from protocol.sessions import ATTENTION_ORDER, AgentStatus
 from tui.model import Activity
 
 #: A mark per state, and the style it is drawn in: what needs the operator stands out.
@@ -26,18 +26,8 @@ STATUS_STYLE: dict[AgentStatus, str] = {
     "failed": "bold red",
     "vetoed": "magenta",
 }
-#: The order of the attention sort: what needs the operator first.
-_ORDER: tuple[AgentStatus, ...] = (
-    "waiting",
-    "failed",
-    "paused",
-    "running",
-    "queued",
-    "idle",
-    "done",
-    "vetoed",
-)
-STATUS_ORDER: dict[AgentStatus, int] = {status: i for i, status in enumerate(_ORDER)}
+#: The rank of each status in the attention sort: what needs the operator first.
+STATUS_ORDER: dict[AgentStatus, int] = {status: i for i, status in enumerate(ATTENTION_ORDER)}
 
 
 def tokens(n: int) -> str:
