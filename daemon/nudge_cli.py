@@ -185,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print("nudge: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`nudge --help | head`): nothing more to say, quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK if sent or not nudge_id else EXIT_INTERRUPTED
 
 
 def _text(arg: str) -> str:
