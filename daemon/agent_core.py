@@ -294,10 +294,7 @@ class AgentCore:
             return step
         self.state.seen_nudges.append(nudge.nudge_id)
         step.events.append(NudgeReceived(agent=self.config.agent, nudge=nudge))
-        refusal = {
-            "vetoed": "the agent was vetoed",
-            "done": "the subagent has reported back; nudge its parent instead",
-        }.get(self.state.status)
+        refusal = self._finished()
         if refusal is not None:
             step.events.append(
                 NudgeRejected(agent=self.config.agent, nudge_id=nudge.nudge_id, reason=refusal)
@@ -347,6 +344,9 @@ class AgentCore:
     def resume(self, *, author: str = "operator") -> Step:
         """Continue a paused agent (or cancel a pause not yet reached), or retry a failed one."""
         step = Step()
+        finished = self._finished()
+        if finished is not None:
+            raise CommandError("conflict", f"{self._name}: {finished}")
         if self._busy is None and self.state.status in ("failed", "paused"):
             step.events.append(
                 OperatorAction(agent=self.config.agent, verb="resume", author=author)
@@ -407,6 +407,15 @@ class AgentCore:
 
     def _append(self, message: Message) -> None:
         self._messages.append(message)
+
+    def _finished(self) -> str | None:
+        """Why the agent takes no more input, if it is over: vetoed, or a subagent whose
+        parent already has its report (done or failed)."""
+        if self.state.status == "vetoed":
+            return "the agent was vetoed"
+        if self.config.parent is not None and self.state.status in ("done", "failed"):
+            return f"the subagent has {self.state.status} and reported back; steer its parent"
+        return None
 
     @property
     def _name(self) -> str:

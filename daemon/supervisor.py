@@ -219,6 +219,8 @@ class Supervisor:
         """Resume one agent, or every paused or failed agent of the session."""
 
         def resumable(core: AgentCore) -> bool:
+            if core.config.parent is not None and core.state.status == "failed":
+                return False  # its parent already has the failure as its report
             return core.state.status in ("paused", "failed") or core.state.pause_requested
 
         await self._control(

@@ -244,3 +244,15 @@ def test_a_subagent_that_ends_its_turn_is_done_and_takes_no_more_nudges() -> Non
     assert core.state.status == "done" and core.report() == "report: all fine"
     rejected = core.nudge_arrived(nudge("more?"))
     assert any(isinstance(e, NudgeRejected) for e in rejected.events)
+
+
+def test_a_failed_subagent_has_reported_back_and_takes_no_more_input() -> None:
+    core = AgentCore(config(parent="root"), AgentState(status="queued"))
+    core.start()
+    core.model_failed("model API error 529", retryable=True)
+    assert core.state.status == "failed"
+    with pytest.raises(CommandError) as refused:
+        core.resume()
+    assert refused.value.code == "conflict" and "reported back" in refused.value.message
+    rejected = core.nudge_arrived(nudge("try again"))
+    assert any(isinstance(e, NudgeRejected) for e in rejected.events)
