@@ -16,6 +16,7 @@ from tests.tui.support import last_ts, recorded
 from tui.app import SteerApp
 from tui.model import DashboardModel
 from tui.replay import Replay
+from tui.widgets.transcript_view import TranscriptView
 
 SnapCompare = Callable[..., bool]
 URL = "ws://127.0.0.1:8765/v1/ws"
@@ -48,6 +49,18 @@ def settled(*keys: str, agent: str | None = None) -> Callable[[Pilot[None]], Awa
         for input in app.query("Input"):
             input.cursor_blink = False  # type: ignore[attr-defined]
         await pilot.pause()
+        # Items lay out over a few refreshes and the transcript follows its end after
+        # each: wait until it has stood still at the end for a few in a row.
+        transcript = app.query_one(TranscriptView)
+        still, last = 0, None
+        for _ in range(200):
+            now = (transcript.virtual_size, transcript.scroll_y, transcript.max_scroll_y)
+            still = still + 1 if now == last and now[1] >= now[2] else 0
+            if still == 3:
+                break
+            last = now
+            await pilot.pause()
+        await pilot.wait_for_scheduled_animations()
 
     return run_before
 

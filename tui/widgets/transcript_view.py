@@ -171,6 +171,7 @@ class TranscriptView(VerticalScroll):
         padding: 0 1;
     }
     TranscriptView .item { margin: 0 0 1 0; }
+    TranscriptView .item:last-child { margin: 0; }
     TranscriptView .task { color: $text-muted; }
     TranscriptView .reply.cancelled { color: $text-muted; text-style: strike; }
     TranscriptView .nudge {
@@ -204,7 +205,18 @@ class TranscriptView(VerticalScroll):
         self._first = 0
         self._views: list[ItemView] = []
         self._revs: list[int] = []
+        #: Whether the view shows the end; it keeps doing so as items come or it shrinks.
+        self._following = True
         self.can_focus = True
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        self._following = new >= self.max_scroll_y - 1
+
+    def on_resize(self) -> None:
+        # Opening the nudge line shrinks the view: the end stays in sight.
+        if self._following:
+            self.call_after_refresh(self.scroll_end, animate=False, immediate=True)
 
     @property
     def agent(self) -> AgentView | None:
@@ -240,7 +252,7 @@ class TranscriptView(VerticalScroll):
                 _refresh(view, item)
                 self._revs[offset] = item.rev
         # Follow the end while it is in view (a reader who scrolled up stays put).
-        at_end = self.scroll_y >= self.max_scroll_y - 1
+        at_end = self._following
         new = items[self._first + len(self._views) :]
         if new:
             views = [view_of(item) for item in new]
