@@ -149,6 +149,10 @@ class SteerApp(App[None]):
         )
         table = self.table
         table.sort, table.reverse = self.sort, self.reverse
+        # The table's cursor is the truth: a key press moves it at once, while its
+        # Highlighted message (which updates `_selected`) may still be queued.
+        if table.selected is not None:
+            self._selected = table.selected.key
         if self._select_ref is not None and rows:
             ref = self._select_ref
             wanted = next(

@@ -250,6 +250,7 @@ async def test_subagents_sit_under_their_parent_and_one_can_be_vetoed(
         await dash.until(lambda: dash.agent(sid, "a2") and dash.agent(sid, "a2").streaming, "a2")  # type: ignore[union-attr]
         rows = [(r.prefix, r.agent.agent) for r in dash.app.table.rows if r.session.id == sid]
         assert rows == [("", "root"), ("├ ", "a1"), ("└ ", "a2")]
+        await dash.until(lambda: dash.selected == (sid, "root"), "the session selected")
         await dash.press("down", "down")
         assert dash.selected == (sid, "a2")
         await dash.press("v")
