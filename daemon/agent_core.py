@@ -122,8 +122,22 @@ class AgentCore:
         return tuple(self._messages)
 
     @property
-    def busy(self) -> bool:
-        return self._busy is not None
+    def finished(self) -> str | None:
+        """Why the agent takes no more input, if it is over: vetoed, or a subagent whose
+        parent already has its report (done or failed)."""
+        if self.state.status == "vetoed":
+            return "the agent was vetoed"
+        if self.config.parent is not None and self.state.status in ("done", "failed"):
+            return f"the subagent has {self.state.status} and reported back; steer its parent"
+        return None
+
+    @property
+    def resumable(self) -> bool:
+        """Whether `resume` applies: paused or failed at a boundary, or a pause pending."""
+        if self.finished is not None:
+            return False
+        at_rest = self._busy is None and self.state.status in ("failed", "paused")
+        return at_rest or self.state.pause_requested
 
     def pending_approvals(self) -> list[PendingApproval]:
         return [a.call for a in self.state.approvals if a.approved is None]
@@ -185,7 +199,7 @@ class AgentCore:
         if self._busy is not None:
             return step
         if not self._messages:
-            if self.state.status in ("paused", "vetoed"):
+            if self.state.status == "vetoed":
                 return step
             self._append({"role": "user", "content": self.config.task})
             return self._go_on(step)
@@ -202,16 +216,15 @@ class AgentCore:
             return step
         # Tools that were running when the daemon died: never re-run them blindly. Only
         # spawn_agents runs again, to wait for the subagents it started.
-        self._busy = "tools"
         self._prepare_denials()
         for call in calls:
             if call.id not in self._prepared and call.name != SPAWN_TOOL:
                 self._prepared[call.id] = ToolResult(call, TOOL_INTERRUPTED, True)
         rerun = tuple(c for c in calls if c.id not in self._prepared)
         if rerun:
+            self._busy = "tools"
             step.action = RunTools(rerun)
             return step
-        self._busy = None
         return self._finish_tools(step, [])
 
     def model_replied(self, reply: ModelReply) -> Step:
@@ -294,7 +307,7 @@ class AgentCore:
             return step
         self.state.seen_nudges.append(nudge.nudge_id)
         step.events.append(NudgeReceived(agent=self.config.agent, nudge=nudge))
-        refusal = self._finished()
+        refusal = self.finished
         if refusal is not None:
             step.events.append(
                 NudgeRejected(agent=self.config.agent, nudge_id=nudge.nudge_id, reason=refusal)
@@ -343,24 +356,19 @@ class AgentCore:
 
     def resume(self, *, author: str = "operator") -> Step:
         """Continue a paused agent (or cancel a pause not yet reached), or retry a failed one."""
+        if self.finished is not None:
+            raise CommandError("conflict", f"{self._name}: {self.finished}")
+        if not self.resumable:
+            raise CommandError(
+                "conflict", f"{self._name} is {self.state.status}, not paused or failed"
+            )
         step = Step()
-        finished = self._finished()
-        if finished is not None:
-            raise CommandError("conflict", f"{self._name}: {finished}")
-        if self._busy is None and self.state.status in ("failed", "paused"):
-            step.events.append(
-                OperatorAction(agent=self.config.agent, verb="resume", author=author)
-            )
-            self.state.error = None
-            self.state.pause_requested = False
-            return self._go_on(step)
-        if self.state.pause_requested:
-            step.events.append(
-                OperatorAction(agent=self.config.agent, verb="resume", author=author)
-            )
-            self.state.pause_requested = False
-            return step
-        raise CommandError("conflict", f"{self._name} is {self.state.status}, not paused or failed")
+        step.events.append(OperatorAction(agent=self.config.agent, verb="resume", author=author))
+        self.state.pause_requested = False
+        if self._busy is not None or self.state.status not in ("failed", "paused"):
+            return step  # a pause not reached yet: cancelled, the agent goes on as it was
+        self.state.error = None
+        return self._go_on(step)
 
     def veto(self, *, reason: str | None, author: str) -> Step:
         """Stop the agent for good; a running action is interrupted and its result dropped."""
@@ -407,15 +415,6 @@ class AgentCore:
 
     def _append(self, message: Message) -> None:
         self._messages.append(message)
-
-    def _finished(self) -> str | None:
-        """Why the agent takes no more input, if it is over: vetoed, or a subagent whose
-        parent already has its report (done or failed)."""
-        if self.state.status == "vetoed":
-            return "the agent was vetoed"
-        if self.config.parent is not None and self.state.status in ("done", "failed"):
-            return f"the subagent has {self.state.status} and reported back; steer its parent"
-        return None
 
     @property
     def _name(self) -> str:

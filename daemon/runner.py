@@ -33,7 +33,7 @@ from daemon.store import Store
 from daemon.tools import ToolOutcome, Workspace, run_tool
 from protocol.envelope import Frame
 from protocol.nudges import Nudge
-from protocol.sessions import SETTLED
+from protocol.sessions import SETTLED, AgentSummary
 from protocol.websocket import TextDelta
 
 log = logging.getLogger("steer.runner")
@@ -103,11 +103,10 @@ class AgentRunner:
         #: Results of the running tool batch so far, for an interrupted batch.
         self._finished_tools: list[ToolResult] = []
         #: The agent as of its last commit (the core runs ahead of it during a commit).
-        self.summary = core.summary()
+        self.summary: AgentSummary
         #: Set while the agent is done, failed or vetoed.
         self.settled = asyncio.Event()
-        if core.state.status in SETTLED:
-            self.settled.set()
+        self._committed()
         self._log = logging.LoggerAdapter(
             log, {"session": core.config.session, "agent": core.config.agent}
         )
@@ -172,13 +171,9 @@ class AgentRunner:
         """Persist the step, then start its action: the store always runs ahead of the API."""
         frames = await self._commit(step, acks or [])
         self.core.mark_persisted()
-        self.summary = self.core.summary()
+        self._committed()
         if frames and self._on_frames is not None:
             self._on_frames(frames)
-        if self.core.state.status in SETTLED:
-            self.settled.set()
-        else:
-            self.settled.clear()
         match step.action:
             case CallModel():
                 self._start_action(self._call_model(step.action))
@@ -190,6 +185,14 @@ class AgentRunner:
                     self._action.cancel()
             case None:
                 pass
+
+    def _committed(self) -> None:
+        """Publish the agent's state as persisted: its summary, and whether it settled."""
+        self.summary = self.core.summary()
+        if self.core.state.status in SETTLED:
+            self.settled.set()
+        else:
+            self.settled.clear()
 
     def _start_action(
         self,

@@ -43,6 +43,7 @@ from daemon.runner import (
 from daemon.store import NudgeEntry, Store
 from daemon.subagents import MAX_DEPTH, SPAWN_SPEC, parse_spawn, report
 from daemon.tools import TOOL_SPECS, ToolOutcome
+from protocol.envelope import Frame
 from protocol.events import AgentStarted, Event, NudgeReceived, NudgeRejected, SessionCreated
 from protocol.nudges import Nudge, SendNudge
 from protocol.sessions import SETTLED, SessionSpec, SessionSummary, StartSession
@@ -92,6 +93,8 @@ class Supervisor:
         self._specs: dict[str, SessionSpec] = {}
         self._runners: dict[str, dict[str, AgentRunner]] = {}
         self._slots: dict[str, SlotPool] = {}
+        #: Each session's standing nudges, for the agents it has and will have.
+        self._standing: dict[str, list[Nudge]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- life cycle -------------------------------------------------------------
@@ -103,14 +106,11 @@ class Supervisor:
             spec = await self.store.load_spec(sid)
             if spec is None:
                 continue
-            self._open(spec)
+            self._open(spec, standing=await self.store.load_standing(sid))
             await self.store.load_seq(sid)
-            standing = await self.store.load_standing(sid)
             for stored in await self.store.load_agents(sid):
                 runner = self._launch(AgentCore(stored.config, stored.state, stored.messages))
-                if runner.core.state.status not in SETTLED:
-                    for nudge in standing:
-                        runner.deliver(NudgeInput(nudge, None))
+                self._deliver_standing(runner)
         log.info("supervisor.started sessions=%d", len(self._specs))
         self._spawn(self._consume_nudges())
 
@@ -124,7 +124,7 @@ class Supervisor:
             _, pending = await asyncio.wait(pending, timeout=STOP_RECANCEL_S)
         self._tasks.clear()
 
-    # -- verbs ------------------------------------------------------------------
+    # -- sessions -----------------------------------------------------------------
 
     async def create_session(self, request: StartSession) -> SessionSpec:
         names = await self.store.session_names()
@@ -218,24 +218,17 @@ class Supervisor:
     async def resume_agents(self, sid: str, agent: str | None, *, author: str) -> None:
         """Resume one agent, or every paused or failed agent of the session."""
 
-        def resumable(core: AgentCore) -> bool:
-            if core.config.parent is not None and core.state.status == "failed":
-                return False  # its parent already has the failure as its report
-            return core.state.status in ("paused", "failed") or core.state.pause_requested
-
         await self._control(
-            self._targets(sid, agent, "is paused or failed", resumable),
+            self._targets(sid, agent, "is paused or failed", lambda core: core.resumable),
             lambda core: core.resume(author=author),
         )
 
     async def veto(self, sid: str, agent: str | None, *, reason: str | None, author: str) -> None:
         """Stop an agent (the root agent by default) and all its descendants."""
         target = self._runner(sid, agent or ROOT)
-        if target.core.state.status == "done":
-            raise CommandError("conflict", f"agent {sid}/{target.core.config.agent} is done")
-        tree = [target, *self._descendants(sid, target.core.config.agent)]
-        await self._control(
-            [r for r in tree if r.core.state.status not in ("done", "vetoed")],
+        below = self._descendants(sid, target.core.config.agent)
+        await self._control(  # the core refuses a done target; done descendants are left
+            [target, *(r for r in below if r.core.state.status not in ("done", "vetoed"))],
             lambda core: core.veto(reason=reason, author=author),
         )
 
@@ -326,11 +319,8 @@ class Supervisor:
         )
         state = AgentState(status="queued")
         runner = self._launch(AgentCore(config, state), hold_slot=False)  # reserves the id
-        frames = await self.store.add_agent(config, state, [_started(config)])
-        if self._on_frames is not None:
-            self._on_frames(frames)
-        for nudge in await self.store.load_standing(sid):
-            runner.deliver(NudgeInput(nudge, None))  # before it starts: in its first request
+        self._publish(await self.store.add_agent(config, state, [_started(config)]))
+        self._deliver_standing(runner)  # before it starts: they open its conversation
         self._spawn(self._hold_slot(runner), name=f"slot {sid}/{config.agent}")
         log.info("agent.spawned sid=%s agent=%s parent=%s", sid, config.agent, parent.agent)
         return runner
@@ -351,10 +341,17 @@ class Supervisor:
     def _created_at(self, sid: str) -> float:
         return self._specs[sid].created_at
 
-    def _open(self, spec: SessionSpec) -> None:
+    def _open(self, spec: SessionSpec, standing: Sequence[Nudge] = ()) -> None:
         self._specs[spec.id] = spec
         self._runners.setdefault(spec.id, {})
         self._slots[spec.id] = SlotPool(spec.max_parallel_subagents)
+        self._standing[spec.id] = list(standing)
+
+    def _deliver_standing(self, runner: AgentRunner) -> None:
+        """Hand an agent the session's standing nudges (it skips those it has seen)."""
+        if runner.core.finished is None:
+            for nudge in self._standing[runner.core.config.session]:
+                runner.deliver(NudgeInput(nudge, None))
 
     def _launch(self, core: AgentCore, *, hold_slot: bool = True) -> AgentRunner:
         subagent = core.config.parent is not None
@@ -405,12 +402,10 @@ class Supervisor:
         self, runners: Sequence[AgentRunner], apply: Callable[[AgentCore], Step]
     ) -> None:
         loop = asyncio.get_running_loop()
-        controls = [Control(apply, loop.create_future()) for _ in runners]
-        for runner, control in zip(runners, controls, strict=True):
-            runner.deliver(control)
-        results = await asyncio.gather(
-            *(c.done for c in controls if c.done is not None), return_exceptions=True
-        )
+        done = [loop.create_future() for _ in runners]
+        for runner, future in zip(runners, done, strict=True):
+            runner.deliver(Control(apply, future))
+        results = await asyncio.gather(*done, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -426,8 +421,10 @@ class Supervisor:
             log.error("supervisor.task_died task=%s", task.get_name(), exc_info=task.exception())
 
     async def _emit(self, sid: str, events: Sequence[Event], acks: Sequence[str] = ()) -> None:
-        frames = await self.store.append_events(sid, events, acks)
-        if self._on_frames is not None:
+        self._publish(await self.store.append_events(sid, events, acks))
+
+    def _publish(self, frames: list[Frame]) -> None:
+        if frames and self._on_frames is not None:
             self._on_frames(frames)
 
     async def _consume_nudges(self) -> None:
@@ -468,11 +465,12 @@ class Supervisor:
             return
         if nudge.standing and nudge.session in self._specs:
             event = NudgeReceived(agent="*", nudge=nudge)
-            frames = await self.store.record_standing(nudge, event, entry.entry_id)
-            if self._on_frames is not None:
-                self._on_frames(frames)
+            self._publish(await self.store.record_standing(nudge, event, entry.entry_id))
+            standing = self._standing[nudge.session]
+            if all(n.nudge_id != nudge.nudge_id for n in standing):  # not a redelivery
+                standing.append(nudge)
             for each in self._runners[nudge.session].values():
-                if each.core.state.status not in ("done", "vetoed"):
+                if each.core.finished is None:
                     each.deliver(NudgeInput(nudge, None))
             return
         runner = self._runners.get(nudge.session, {}).get(nudge.agent or ROOT)
