@@ -21,7 +21,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, JsonValue, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
@@ -37,8 +37,6 @@ from protocol.commands import (
     DenyRequest,
     ErrorCode,
     ErrorInfo,
-    GetMessages,
-    ListSessions,
     Pause,
     PauseRequest,
     Redirect,
@@ -86,8 +84,8 @@ class NDJSONResponse(StreamingResponse):
     media_type = "application/x-ndjson"
 
 
-def _documented(description: str, model: type[BaseModel] = ErrorResponse) -> dict[str, Any]:
-    return {"model": model, "description": description}
+def _documented(description: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description}
 
 
 #: The error code of a refusal the framework makes before a route runs, by status.
@@ -111,8 +109,6 @@ _NO_RESUME = ResumeRequest()
 _NO_VETO = VetoRequest()
 _NO_APPROVE = ApproveRequest()
 _NO_DENY = DenyRequest()
-
-_SUMMARIES: TypeAdapter[list[SessionSummary]] = TypeAdapter(list[SessionSummary])
 
 
 def create_api(supervisor: Supervisor, store: Store) -> FastAPI:
@@ -169,7 +165,7 @@ def create_api(supervisor: Supervisor, store: Store) -> FastAPI:
 
     @app.get("/v1/sessions")
     async def list_sessions() -> list[SessionSummary]:
-        return _SUMMARIES.validate_python(await execute(supervisor, command(ListSessions)))
+        return supervisor.summaries()
 
     @app.get("/v1/sessions/{ref}")
     async def get_session(ref: SessionRef) -> SessionSummary:
@@ -186,10 +182,7 @@ def create_api(supervisor: Supervisor, store: Store) -> FastAPI:
     @app.get("/v1/sessions/{ref}/agents/{agent}/messages")
     async def get_messages(ref: SessionRef, agent: AgentRef) -> list[dict[str, JsonValue]]:
         """The agent's conversation, exactly as sent to the model."""
-        sid = supervisor.resolve(ref)
-        agent_of(sid, agent)
-        result = await execute(supervisor, command(GetMessages, session=sid, agent=agent))
-        return [m for m in result if isinstance(m, dict)] if isinstance(result, list) else []
+        return list(supervisor.core(supervisor.resolve(ref), agent).messages)
 
     @app.get(
         "/v1/sessions/{ref}/events",

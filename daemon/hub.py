@@ -137,10 +137,6 @@ class Subscriber:
             out.append(text)
         return out
 
-    @property
-    def queued(self) -> int:
-        return len(self._queue)
-
     def has_room(self) -> bool:
         return self._bounded < self.buffer
 
@@ -363,8 +359,7 @@ class Hub:
                 return
             frames = await self._store.read_events(sid, since=follow.last, count=self._page)
             for frame in frames:
-                while not sub.has_room():
-                    await sub.wait_room()
+                await sub.wait_room()
                 text = EventMessage(frame=frame).model_dump_json()
                 if not sub.replayed(sid, follow, frame, text):
                     return

@@ -170,8 +170,12 @@ class Supervisor:
             raise UnknownSession(f"unknown session {ref!r}")
         raise UnknownSession(f"ambiguous session {ref!r}: {', '.join(sorted(matches))}")
 
+    def session_ids(self) -> list[str]:
+        """Every session's id, oldest first."""
+        return sorted(self._specs, key=self._created_at)
+
     def summaries(self) -> list[SessionSummary]:
-        return [self.summary(sid) for sid in sorted(self._specs, key=self._created_at)]
+        return [self.summary(sid) for sid in self.session_ids()]
 
     def summary(self, sid: str) -> SessionSummary:
         # The runners' summaries as of their last commit, so they agree with `last_seq`.

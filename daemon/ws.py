@@ -190,19 +190,12 @@ class _Connection:
 
     async def _subscribe(self, command: Subscribe) -> dict[str, int]:
         supervisor = self._supervisor
+        sessions: Callable[[], list[str]]
         if command.sessions == "*":
-
-            def every() -> list[str]:
-                return [summary.spec.id for summary in supervisor.summaries()]
-
-            sessions: Callable[[], list[str]] = every
+            sessions = supervisor.session_ids
         else:
             resolved = list(dict.fromkeys(supervisor.resolve(ref) for ref in command.sessions))
-
-            def named() -> list[str]:
-                return resolved
-
-            sessions = named
+            sessions = lambda: resolved  # noqa: E731
         return await self._hub.subscribe(
             self._sub,
             sessions,
@@ -215,8 +208,7 @@ class _Connection:
         self._sub.put_control(Ack(id=id, ok=True, result=result).model_dump_json())
 
     def _ack_error(self, id: str | None, code: ErrorCode, message: str) -> None:
-        error = ErrorInfo(code=code, message=message)
-        self._sub.put_control(Ack(id=id, ok=False, error=error).model_dump_json())
+        self._sub.put_control(_error(id, code, message).model_dump_json())
 
     async def _close(self, code: int, reason: str) -> None:
         try:
