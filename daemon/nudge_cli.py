@@ -1,14 +1,14 @@
 """The `nudge` command: send a correction to a running steer session through Redis.
 
 It appends one entry to the nudge stream, so it works while the daemon is down; the
-entry's fields are exactly `protocol.nudges.Nudge.to_fields()` (tests decode it with
-`Nudge.from_fields`). With --wait it follows the session's event stream until the
-daemon reports the nudge delivered or rejected.
+entry, its limits and its checks are `protocol.wire`'s, as for `Nudge.to_fields()`.
+With --wait it follows the session's event stream until the daemon reports the nudge
+delivered or rejected.
 
 It must start in a few tens of milliseconds, so it imports no redis-py, pydantic,
-asyncio or `protocol` (100+ ms between them): only cheap stdlib modules, `daemon.keys`,
-`daemon.paths` and the raw-socket client `daemon.resp`. The two limits below mirror
-`protocol.nudges` for the same reason.
+asyncio or protocol models (100+ ms between them): only cheap stdlib modules,
+`daemon.keys`, `daemon.paths`, the raw-socket client `daemon.resp` and the import-free
+`protocol.wire`.
 
 Exit codes: 0 sent (with --wait: delivered); 2 bad input or configuration, or Redis
 unreachable or refusing; 3 --wait timed out (the nudge stays queued); 4 the daemon
@@ -24,9 +24,7 @@ import time
 from daemon import resp
 from daemon.keys import Keys
 from daemon.paths import configured_redis_url, key_prefix
-
-MAX_NUDGE_BYTES = 16 * 1024  # protocol.nudges.MAX_NUDGE_BYTES
-MAX_AUTHOR_CHARS = 64  # protocol.nudges.MAX_AUTHOR_CHARS
+from protocol import wire
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -81,7 +79,7 @@ class Args:
     def __init__(self) -> None:
         self.target = ""
         self.text = ""
-        self.mode = "steer"
+        self.mode = wire.DEFAULT_MODE
         self.standing = False
         self.wait = False
         self.timeout: str | None = None
@@ -104,7 +102,7 @@ def parse_args(argv: list[str]) -> Args:
             return args
         elif arg in ("--queue", "--redirect"):
             mode = arg[2:]
-            if args.mode not in ("steer", mode):
+            if args.mode not in (wire.DEFAULT_MODE, mode):
                 raise Fail("--redirect and --queue exclude each other (see nudge --help)")
             args.mode = mode
         elif arg == "--all":
@@ -156,17 +154,20 @@ def main(argv: list[str] | None = None) -> int:
             watched = (keys.events(sid), keys.rejected) if args.wait else ()
             since = {key: _last_id(redis, key) for key in watched}
             nudge_id = "n-" + os.urandom(8).hex()
-            fields = {
-                "nudge_id": nudge_id,
-                "session": sid,
-                "agent": agent,
-                "mode": args.mode,
-                "text": text,
-                "author": author,
-                "sent_at": repr(time.time()),
-            }
-            if args.standing:
-                fields["standing"] = "1"
+            fields = wire.nudge_fields(
+                nudge_id=nudge_id,
+                session=sid,
+                agent=agent,
+                mode=args.mode,
+                text=text,
+                author=author,
+                sent_at=time.time(),
+                standing=args.standing,
+            )
+            try:  # the daemon's own check: never write an entry it would refuse
+                wire.decode_nudge_fields(fields)
+            except wire.InvalidEntry as exc:
+                raise Fail(exc.reason) from None
             redis.xadd(keys.nudges, fields)
             sent = True
             if not args.wait:
@@ -198,24 +199,18 @@ def _text(arg: str) -> str:
         except UnicodeDecodeError:
             raise Fail("the text on stdin is not valid UTF-8") from None
     else:
-        text = arg
-    try:
-        size = len(text.encode())
-    except UnicodeEncodeError:  # undecodable bytes in argv arrive as surrogates
-        raise Fail("the text is not valid UTF-8") from None
-    if not text.strip():
-        raise Fail("the text is empty")
-    if size > MAX_NUDGE_BYTES:
-        raise Fail(f"the text is {size} bytes; the limit is {MAX_NUDGE_BYTES}")
+        text = arg  # undecodable bytes in argv arrive as surrogates: wire refuses them
+    problem = wire.text_problem(text)
+    if problem:
+        raise Fail(problem)
     return text
 
 
 def _author(arg: str | None) -> str:
-    author = arg if arg is not None else os.environ.get("USER") or "operator"
-    if not author.strip():
-        raise Fail("the author is empty")
-    if len(author) > MAX_AUTHOR_CHARS:
-        raise Fail(f"the author is over {MAX_AUTHOR_CHARS} characters")
+    author = arg if arg is not None else os.environ.get("USER") or wire.DEFAULT_AUTHOR
+    problem = wire.author_problem(author)
+    if problem:
+        raise Fail(problem)
     return author
 
 

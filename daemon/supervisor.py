@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from pydantic import ValidationError
 from redis.exceptions import RedisError, ResponseError
 
 from daemon.agent_core import AgentCore
@@ -47,6 +46,7 @@ from protocol.envelope import Frame
 from protocol.events import AgentStarted, Event, NudgeReceived, NudgeRejected, SessionCreated
 from protocol.nudges import Nudge, SendNudge
 from protocol.sessions import SETTLED, SessionSpec, SessionSummary, StartSession
+from protocol.wire import InvalidEntry
 
 log = logging.getLogger("steer.supervisor")
 
@@ -463,9 +463,8 @@ class Supervisor:
             return
         try:
             nudge = Nudge.from_fields(entry.fields)
-        except ValidationError as exc:
-            reason = "; ".join(e["msg"] for e in exc.errors())
-            await self._reject(nudge_id, session, f"invalid nudge: {reason}", entry.entry_id)
+        except InvalidEntry as exc:
+            await self._reject(nudge_id, session, f"invalid nudge: {exc.reason}", entry.entry_id)
             return
         if nudge.standing and nudge.session in self._specs:
             event = NudgeReceived(agent="*", nudge=nudge)

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
-from protocol.nudges import MAX_AUTHOR_CHARS, NudgeText, SendNudge
+from protocol.nudges import Author, NudgeText, SendNudge
 from protocol.sessions import StartSession
 
 MAX_REASON_CHARS = 2_000
@@ -22,7 +22,6 @@ MAX_SUBSCRIBE_SESSIONS = 10_000
 
 SessionRef = Annotated[str, Field(min_length=1, max_length=64)]
 AgentRef = Annotated[str, Field(min_length=1, max_length=64)]
-Author = Annotated[str, Field(min_length=1, max_length=MAX_AUTHOR_CHARS)]
 Reason = Annotated[str, Field(min_length=1, max_length=MAX_REASON_CHARS)]
 CallId = Annotated[str, Field(min_length=1, max_length=128)]
 

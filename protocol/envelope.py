@@ -10,7 +10,7 @@ PROTOCOL_VERSION = 1
 
 
 class Frame(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     v: int = PROTOCOL_VERSION
     session: str

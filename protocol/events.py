@@ -18,6 +18,10 @@ ControlVerb = Literal["pause", "pause_now", "resume", "veto"]
 
 
 class _Event(BaseModel):
+    #: Events with float fields refuse infinity and NaN (`allow_inf_nan=False`): JSON
+    #: would store them as null, which no float field reads back. Not all events:
+    #: tool inputs are the model's JSON, where 1e999 parses as infinity, and as JSON
+    #: values their null reads back.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     agent: str
@@ -26,7 +30,7 @@ class _Event(BaseModel):
 class CacheReport(BaseModel):
     """How much of a request's prompt came from the prompt cache."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     prompt_tokens: int
     cache_read_input_tokens: int
@@ -69,6 +73,8 @@ class ModelRequestSent(_Event):
 
 
 class ModelReplied(_Event):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
     type: Literal["model.reply"] = "model.reply"
     request_no: int
     message_id: str

@@ -1,66 +1,89 @@
 """Nudges: durable human corrections addressed to a session or one of its agents.
 
-A nudge travels as a flat Redis stream entry (all fields strings) so that the `nudge`
-command can write it without importing pydantic; `Nudge.to_fields`/`from_fields`
-are the two ends of that encoding.
+A nudge travels as a flat Redis stream entry whose format, limits and checks are
+`protocol.wire`'s (the `nudge` command writes it without pydantic); `Nudge.to_fields`
+and `Nudge.from_fields` are the two ends of that encoding here.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from protocol import wire
+from protocol.wire import MAX_AUTHOR_CHARS, MAX_ID_CHARS, MAX_NUDGE_BYTES, InvalidEntry
+
+if TYPE_CHECKING:
+    from protocol.wire import RawFields
 
 #: steer: next boundary; redirect: interrupt now, then deliver; queue: when the turn ends.
+#: `wire.NUDGE_MODES` as a type (a test holds them equal).
 NudgeMode = Literal["steer", "redirect", "queue"]
 #: How a nudge reached the model: a mid-conversation system message, or (for models
 #: without them) an operator note appended to the next user turn.
 DeliveryPath = Literal["system_message", "user_note"]
 
-MAX_NUDGE_BYTES = 16 * 1024
-MAX_AUTHOR_CHARS = 64
-NUDGE_MODES: tuple[NudgeMode, ...] = ("steer", "redirect", "queue")
 
+def _rule(problem: Callable[[str], str | None]) -> AfterValidator:
+    """A `protocol.wire` rule as a validator whose message is the rule's own sentence."""
 
-def _check_text(text: str) -> str:
-    if not text.strip():
-        raise ValueError("nudge text is empty")
-    if len(text.encode()) > MAX_NUDGE_BYTES:
-        raise ValueError(f"nudge text is over {MAX_NUDGE_BYTES} bytes")
-    return text
+    def check(value: str) -> str:
+        reason = problem(value)
+        if reason:
+            raise PydanticCustomError("wire_rule", reason)
+        return value
+
+    return AfterValidator(check)
 
 
 #: Not blank, at most MAX_NUDGE_BYTES of UTF-8. The JSON Schema says so as closely as
-#: it can (it counts characters, not bytes); validation is `_check_text`.
+#: it can (it counts characters, not bytes).
 NudgeText = Annotated[
     str,
-    AfterValidator(_check_text),
+    _rule(wire.text_problem),
     Field(
         json_schema_extra={"minLength": 1, "maxLength": MAX_NUDGE_BYTES, "pattern": r"\S"},
         description=f"not blank; at most {MAX_NUDGE_BYTES} bytes of UTF-8",
     ),
 ]
+#: Not blank, at most MAX_AUTHOR_CHARS.
+Author = Annotated[
+    str,
+    _rule(wire.author_problem),
+    Field(json_schema_extra={"minLength": 1, "maxLength": MAX_AUTHOR_CHARS, "pattern": r"\S"}),
+]
+NudgeId = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
 
 
 class Nudge(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    nudge_id: str = Field(min_length=1, max_length=64)
-    session: str = Field(min_length=1, max_length=64)
+    nudge_id: NudgeId
+    session: str = Field(min_length=1, max_length=MAX_ID_CHARS)
     #: Agent id inside the session; None addresses the root agent.
-    agent: str | None = Field(default=None, max_length=64)
+    agent: str | None = Field(default=None, max_length=MAX_ID_CHARS)
     mode: NudgeMode = "steer"
     text: NudgeText
-    author: str = Field(default="operator", min_length=1, max_length=MAX_AUTHOR_CHARS)
+    author: Author = wire.DEFAULT_AUTHOR
     #: Unix time (seconds) at which the sender wrote it.
-    sent_at: float
+    sent_at: float = Field(ge=0)
     #: For every agent of the session, including subagents spawned later (`--all`).
     standing: bool = False
 
     @model_validator(mode="after")
     def _standing_has_no_agent(self) -> Nudge:
         if self.standing and self.agent is not None:
-            raise ValueError("a standing nudge addresses a whole session, not one agent")
+            raise ValueError(wire.STANDING_HAS_NO_AGENT)
         return self
 
     @property
@@ -70,31 +93,26 @@ class Nudge(BaseModel):
         return f"{self.session}/{self.agent}" if self.agent else self.session
 
     def to_fields(self) -> dict[str, str]:
-        fields = {
-            "nudge_id": self.nudge_id,
-            "session": self.session,
-            "agent": self.agent or "",
-            "mode": self.mode,
-            "text": self.text,
-            "author": self.author,
-            "sent_at": repr(self.sent_at),
-        }
-        if self.standing:
-            fields["standing"] = "1"
-        return fields
+        return wire.nudge_fields(
+            nudge_id=self.nudge_id,
+            session=self.session,
+            agent=self.agent,
+            mode=self.mode,
+            text=self.text,
+            author=self.author,
+            sent_at=self.sent_at,
+            standing=self.standing,
+        )
 
     @classmethod
-    def from_fields(cls, fields: dict[str, str]) -> Nudge:
-        return cls(
-            nudge_id=fields.get("nudge_id", ""),
-            session=fields.get("session", ""),
-            agent=fields.get("agent") or None,
-            mode=fields.get("mode", "steer"),
-            text=fields.get("text", ""),
-            author=fields.get("author") or "operator",
-            sent_at=float(fields.get("sent_at") or 0.0),
-            standing=fields.get("standing") == "1",
-        )
+    def from_fields(cls, fields: RawFields) -> Nudge:
+        """The nudge of a stream entry, bytes or text; raises InvalidEntry and nothing else."""
+        decoded = wire.decode_nudge_fields(fields)
+        try:
+            return cls.model_validate(decoded)
+        except ValidationError as exc:  # wire's checks and the model's have drifted apart
+            reason = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise InvalidEntry(reason or "invalid nudge") from None
 
 
 class SendNudge(BaseModel):
@@ -104,15 +122,15 @@ class SendNudge(BaseModel):
 
     text: NudgeText
     mode: NudgeMode = "steer"
-    agent: str | None = Field(default=None, min_length=1, max_length=64)
-    author: str = Field(default="operator", min_length=1, max_length=MAX_AUTHOR_CHARS)
+    agent: str | None = Field(default=None, min_length=1, max_length=MAX_ID_CHARS)
+    author: Author = wire.DEFAULT_AUTHOR
     #: Optional client-chosen id, so a retried request cannot apply twice.
-    nudge_id: str | None = Field(default=None, min_length=1, max_length=64)
+    nudge_id: NudgeId | None = None
     #: Every agent of the session, including subagents spawned later.
     standing: bool = False
 
     @model_validator(mode="after")
     def _standing_has_no_agent(self) -> SendNudge:
         if self.standing and self.agent is not None:
-            raise ValueError("a standing nudge addresses a whole session, not one agent")
+            raise ValueError(wire.STANDING_HAS_NO_AGENT)
         return self

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
+from pydantic_core import PydanticCustomError
+
+from protocol import wire
 
 #: running: a model call or tools are under way; waiting: tool calls wait for approval;
 #: queued: a subagent waits for a free slot; idle: the root agent ended its turn;
@@ -33,6 +36,27 @@ MAX_PARALLEL_SUBAGENTS = 32
 DEFAULT_PARALLEL_SUBAGENTS = 4
 
 MAX_TASK_CHARS = 64 * 1024
+
+
+def _check_name(name: str) -> str:
+    reason = wire.name_problem(name)
+    if reason:
+        raise PydanticCustomError("session_name", reason)
+    return name
+
+
+#: `wire.name_problem`'s rule, with its sentence as the error.
+SessionName = Annotated[
+    str,
+    AfterValidator(_check_name),
+    Field(
+        json_schema_extra={
+            "minLength": 1,
+            "maxLength": wire.MAX_NAME_CHARS,
+            "pattern": wire.NAME_PATTERN,
+        }
+    ),
+]
 
 
 class Usage(BaseModel):
@@ -68,9 +92,7 @@ class StartSession(BaseModel):
     task: str = Field(min_length=1, max_length=MAX_TASK_CHARS)
     workdir: str = Field(min_length=1, max_length=4096)
     model: str | None = Field(default=None, max_length=128)
-    name: str | None = Field(
-        default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$"
-    )
+    name: SessionName | None = None
     approve: ApprovalPolicy = "none"
     #: How many subagents of the session may run at once; the others wait as `queued`.
     max_parallel_subagents: int = Field(
@@ -81,7 +103,7 @@ class StartSession(BaseModel):
 class SessionSpec(BaseModel):
     """A session as created: fixed for its whole life."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     id: str
     name: str
@@ -104,7 +126,7 @@ class PendingApproval(BaseModel):
 
 
 class AgentSummary(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     session: str
     agent: str
@@ -123,7 +145,7 @@ class AgentSummary(BaseModel):
 
 
 class SessionSummary(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     spec: SessionSpec
     status: AgentStatus

@@ -32,7 +32,7 @@ MAX_CLIENT_FRAME_BYTES = 64 * 1024
 
 
 class _ServerMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Hello(_ServerMessage):

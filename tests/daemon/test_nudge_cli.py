@@ -25,7 +25,6 @@ from daemon import nudge_cli
 from daemon.keys import Keys
 from daemon.paths import REDIS_URL_FILE
 from daemon.redis_server import RedisServer, free_port
-from protocol import nudges
 from protocol.envelope import Frame
 from protocol.events import (
     AgentStatusChanged,
@@ -119,11 +118,6 @@ async def emit(redis_client: Redis, keys: Keys, sid: str, seq: int, event: Event
     """Append an event the way the daemon does: a Frame, entry id `<seq>-0`."""
     frame = Frame(session=sid, seq=seq, ts=time.time(), event=event)
     await redis_client.xadd(keys.events(sid), {"frame": frame.model_dump_json()}, id=f"{seq}-0")
-
-
-def test_limits_mirror_the_protocol() -> None:
-    assert nudge_cli.MAX_NUDGE_BYTES == nudges.MAX_NUDGE_BYTES
-    assert nudge_cli.MAX_AUTHOR_CHARS == nudges.MAX_AUTHOR_CHARS
 
 
 async def test_writes_exactly_the_fields_of_a_nudge(

@@ -172,7 +172,7 @@ def test_an_unknown_agent_is_404(api: ApiServer, path: str) -> None:
             {"task": "x", "workdir": "/nonexistent", "colour": "red"},
             "colour",
         ),
-        ("POST", "/v1/sessions/s-nope/nudges", {"text": " \n "}, "text: Value error"),
+        ("POST", "/v1/sessions/s-nope/nudges", {"text": " \n "}, "text: the text is empty"),
         ("POST", "/v1/sessions/s-nope/nudges", {"text": "x", "mode": "shout"}, "mode"),
         ("POST", "/v1/sessions/s-nope/nudges", {"text": "x", "standing": True, "agent": "a"}, None),
         ("POST", "/v1/sessions/s-nope/redirect", {}, "text: Field required"),
