@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from daemon.tools.limits import DEFAULT_TIME_LIMIT_S
 from daemon.tools.workspace import Workspace
 
 
@@ -21,6 +22,8 @@ class ToolInput(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     tool_name: ClassVar[str]
+    #: Wall-clock seconds `run_tool` waits for `run` before it reports a timeout.
+    time_limit_s: ClassVar[float] = DEFAULT_TIME_LIMIT_S
 
     @classmethod
     def tool_description(cls) -> str:

@@ -4,11 +4,13 @@
 request carries byte-identical tools and the prompt cache holds. Treat it as read-only.
 
 `run_tool` never raises for anything the model did wrong: unknown names, invalid input,
-ToolError and filesystem errors all come back as an `is_error` outcome.
+ToolError and filesystem errors all come back as an `is_error` outcome, and so does a
+call that outlives its wall-clock limit (see limits.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -20,6 +22,9 @@ from daemon.tools.files import EditFile, ReadFile, WriteFile
 from daemon.tools.search import ListFiles, Search
 from daemon.tools.shell import RunCommand
 from daemon.tools.workspace import Workspace
+
+#: How long past its own timeout run_command may take to kill its process group and return.
+COMMAND_GRACE_S = 10.0
 
 _TOOLS: dict[str, type[ToolInput]] = {
     tool.tool_name: tool for tool in (ReadFile, WriteFile, EditFile, ListFiles, Search, RunCommand)
@@ -61,12 +66,33 @@ async def run_tool(
         args = tool.model_validate(dict(tool_input))
     except ValidationError as exc:
         return ToolOutcome(f"invalid input for {name}: {_describe(exc)}", True)
+    return await run_call(workspace, args)
+
+
+async def run_call(workspace: Workspace, args: ToolInput) -> ToolOutcome:
+    """Run one validated call within its time limit. Cancelling the caller cancels the call."""
+    limit = limit_for(args)
+    deadline = asyncio.timeout(limit)
     try:
-        return ToolOutcome(await args.run(workspace), False)
+        async with deadline:
+            content = await args.run(workspace)
     except ToolError as exc:
         return ToolOutcome(str(exc), True)
+    except TimeoutError as exc:  # an OSError too, when the filesystem raises it
+        if deadline.expired():
+            return ToolOutcome(f"{args.tool_name} timed out after {limit:g} s", True)
+        return ToolOutcome(workspace.describe_os_error(exc), True)
     except OSError as exc:
         return ToolOutcome(workspace.describe_os_error(exc), True)
+    return ToolOutcome(content, False)
+
+
+def limit_for(args: ToolInput) -> float:
+    """The call's wall-clock limit in seconds."""
+    if isinstance(args, RunCommand):
+        # Its own timeout kills the command and keeps its output; this is the backstop.
+        return args.timeout_s + COMMAND_GRACE_S
+    return args.time_limit_s
 
 
 def _describe(exc: ValidationError) -> str:

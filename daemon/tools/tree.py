@@ -1,17 +1,20 @@
 """Which files the listing and search tools see, and how globs select them.
 
 Walks skip version-control, virtualenv, dependency and cache directories, do not follow
-directory symlinks, and drop file symlinks that resolve outside the workspace.
+directory symlinks, and drop file symlinks that resolve outside the workspace. Globs
+become RE2 expressions, linear in the path however many `*` the model writes.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import re2
+
 from daemon.tools.errors import ToolError
+from daemon.tools.regex import options, reason
 from daemon.tools.workspace import Workspace
 
 SKIPPED_DIRS = frozenset(
@@ -21,9 +24,9 @@ SKIPPED_DIRS = frozenset(
 # Like git: a NUL byte in the first few KiB means binary.
 BINARY_SNIFF_BYTES = 8192
 
-# Characters that must be escaped inside a regex character class (also avoids the
-# FutureWarning `re` gives for possible nested sets).
-_CLASS_SPECIALS = frozenset("\\[]&~|^")
+# Characters that must be escaped inside a regex character class (an unescaped `[:`
+# would start a POSIX class).
+_CLASS_SPECIALS = frozenset("\\[]^")
 
 
 def looks_binary(head: bytes) -> bool:
@@ -57,9 +60,9 @@ def compile_glob(pattern: str) -> Callable[[str], bool]:
     if "/" not in pattern:
         pattern = "**/" + pattern
     try:
-        regex = re.compile(_translate(pattern), re.DOTALL)
-    except re.error as exc:
-        raise ToolError(f"invalid glob {pattern!r}: {exc}") from None
+        regex = re2.compile(_translate(pattern), options(dot_nl=True))
+    except re2.error as exc:
+        raise ToolError(f"invalid glob {pattern!r}: {reason(exc)}") from None
     return lambda path: regex.fullmatch(path) is not None
 
 
@@ -87,7 +90,7 @@ def _translate(pattern: str) -> str:
             out.append(("[^/" if negated else "[") + chars + "]")
             i = end + 1
         else:
-            out.append(re.escape(pattern[i]))
+            out.append(re2.escape(pattern[i]))
             i += 1
     return "".join(out)
 
