@@ -15,11 +15,13 @@ from pydantic.json_schema import SkipJsonSchema
 
 from daemon.tools.base import ToolInput
 from daemon.tools.errors import ToolError
-from daemon.tools.tree import BINARY_SNIFF_BYTES, looks_binary
+from daemon.tools.tree import BINARY_SNIFF_BYTES, looks_binary, open_regular
 from daemon.tools.workspace import Workspace
 
 READ_CAP_BYTES = 256 * 1024
 _READ_CAP_LABEL = "256 KiB"
+EDIT_CAP_BYTES = 16 * 1024 * 1024
+_EDIT_CAP_LABEL = "16 MiB"
 
 
 class ReadFile(ToolInput):
@@ -87,7 +89,7 @@ def read_file(workspace: Workspace, path: str, offset: int = 1, limit: int | Non
     size = 0
     lines_seen = 0
     cut: str | None = None  # why output stopped before the end of the file, if it did
-    with target.open("rb") as f:
+    with open_regular(target) as f:
         if looks_binary(f.read(BINARY_SNIFF_BYTES)):
             raise ToolError(f"{path} looks like a binary file; read_file only shows text")
         f.seek(0)
@@ -129,9 +131,12 @@ def write_file(workspace: Workspace, path: str, content: str) -> str:
     if target.is_dir():
         raise ToolError(f"{path} is a directory")
     existed = target.exists()
+    if existed and not target.is_file():
+        raise ToolError(f"{path} is not a regular file")
     target.parent.mkdir(parents=True, exist_ok=True)
     data = content.encode()
-    target.write_bytes(data)  # bytes, so newlines are written exactly as given
+    with open_regular(target, "wb") as f:
+        f.write(data)  # bytes, so newlines are written exactly as given
     return f"{'overwrote' if existed else 'created'} {path} ({len(data)} bytes written)"
 
 
@@ -139,7 +144,15 @@ def edit_file(workspace: Workspace, path: str, old: str, new: str, replace_all: 
     if old == new:
         raise ToolError("old and new are identical; there is nothing to change")
     target = _existing_file(workspace, path)
-    data = target.read_bytes()
+    with open_regular(target) as f:
+        data = f.read(EDIT_CAP_BYTES + 1)
+    if len(data) > EDIT_CAP_BYTES:
+        # Counting and replacing in a string hold the GIL, which the daemon's event loop
+        # needs too: on hundreds of megabytes that is a stall of seconds.
+        raise ToolError(
+            f"{path} is larger than {_EDIT_CAP_LABEL}; edit_file does not edit files this"
+            " large (run_command can, with sed for instance)"
+        )
     if looks_binary(data[:BINARY_SNIFF_BYTES]):
         raise ToolError(f"{path} looks like a binary file; edit_file only edits text")
     try:
@@ -157,7 +170,8 @@ def edit_file(workspace: Workspace, path: str, old: str, new: str, replace_all: 
             " it unique, or set replace_all to replace every occurrence"
         )
     replaced = count if replace_all else 1
-    target.write_bytes(text.replace(old, new, replaced).encode())
+    with open_regular(target, "wb") as f:
+        f.write(text.replace(old, new, replaced).encode())
     return f"replaced {replaced} occurrence{'' if replaced == 1 else 's'} in {path}"
 
 

@@ -19,7 +19,13 @@ from daemon.tools.base import ToolInput
 from daemon.tools.errors import ToolError
 from daemon.tools.limits import Stop, in_thread
 from daemon.tools.regex import LinePattern
-from daemon.tools.tree import BINARY_SNIFF_BYTES, compile_glob, iter_files, looks_binary
+from daemon.tools.tree import (
+    BINARY_SNIFF_BYTES,
+    compile_glob,
+    iter_files,
+    looks_binary,
+    open_regular,
+)
 from daemon.tools.workspace import Workspace
 
 LIST_CAP = 1000
@@ -128,7 +134,7 @@ def _matching_lines(stop: Stop, file: Path, regex: LinePattern) -> Iterator[tupl
     """Number and text (cut to MATCH_LINE_CHARS) of each matching line; nothing for binary files."""
     stop.check()
     try:
-        with file.open("rb") as f:
+        with open_regular(file) as f:
             first = f.read(CHUNK_BYTES)
             if looks_binary(first[:BINARY_SNIFF_BYTES]):
                 return

@@ -2,14 +2,19 @@
 
 Walks skip version-control, virtualenv, dependency and cache directories, do not follow
 directory symlinks, and drop file symlinks that resolve outside the workspace. Globs
-become RE2 expressions, linear in the path however many `*` the model writes.
+become RE2 expressions, linear in the path however many `*` the model writes. The tools
+open files with `open_regular`, which never waits on a FIFO or a device: a worker thread
+stuck in open() could never be got back.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO, Literal
 
 import re2
 
@@ -31,6 +36,24 @@ _CLASS_SPECIALS = frozenset("\\[]^")
 
 def looks_binary(head: bytes) -> bool:
     return b"\0" in head
+
+
+def open_regular(path: Path, mode: Literal["rb", "wb"] = "rb") -> BinaryIO:
+    """`path` opened as `open(path, mode)` would, if it is a regular file.
+
+    Raises OSError otherwise, and never blocks to find out: O_NONBLOCK makes opening a
+    FIFO return (or fail) at once, and fstat then tells what was opened.
+    """
+    flags = os.O_RDONLY if mode == "rb" else os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, mode)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def iter_files(workspace: Workspace, start: Path) -> Iterator[Path]:

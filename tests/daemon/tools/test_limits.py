@@ -1,4 +1,5 @@
-"""Every tool call has a wall-clock limit, and a worker thread learns when to stop.
+"""Every tool call has a wall-clock limit, a worker thread learns when to stop, and the
+file tools never wait on a FIFO nor edit more than they can in a moment.
 
 The stuck tools here are defined by the tests, each stuck on something real that the
 test controls: a FIFO nobody writes to, a `Stop` nobody sets but the limit.
@@ -11,16 +12,18 @@ import errno
 import os
 import threading
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import pytest
 
 from daemon.tools import ToolOutcome, Workspace
 from daemon.tools.base import ToolInput
+from daemon.tools.files import EDIT_CAP_BYTES
 from daemon.tools.limits import DEFAULT_TIME_LIMIT_S, Stop, in_thread
-from daemon.tools.registry import COMMAND_GRACE_S, limit_for, run_call
+from daemon.tools.registry import COMMAND_GRACE_S, limit_for, run_call, run_tool
 from daemon.tools.search import Search
 from daemon.tools.shell import RunCommand
+from daemon.tools.tree import open_regular
 
 
 class ReadsFifo(ToolInput):
@@ -105,3 +108,46 @@ def test_each_tool_has_its_limit() -> None:
     assert limit_for(Search(pattern="x")) == DEFAULT_TIME_LIMIT_S == 30
     # run_command's own timeout fires first and keeps the output; the limit is a backstop.
     assert limit_for(RunCommand(command="x", timeout_s=45)) == 45 + COMMAND_GRACE_S
+
+
+# -- what a thread could never be got back from -----------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["rb", "wb"])
+def test_opening_a_fifo_neither_blocks_nor_succeeds(root: Path, mode: Literal["rb", "wb"]) -> None:
+    fifo = root / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError) as refused:
+        open_regular(fifo, mode)
+    assert refused.value.filename == str(fifo)
+    if mode == "rb":  # a reader's open returns at once, then fstat tells what it is
+        assert refused.value.strerror == "not a regular file"
+    with open_regular(root / "plain", "wb") as f:
+        f.write(b"x")
+    with open_regular(root / "plain") as f:
+        assert f.read() == b"x"
+
+
+async def test_the_file_tools_refuse_a_fifo_at_once(workspace: Workspace, root: Path) -> None:
+    os.mkfifo(root / "pipe")
+    assert await run_tool(workspace, "write_file", {"path": "pipe", "content": "x"}) == (
+        ToolOutcome("pipe is not a regular file", True)
+    )
+    assert await run_tool(workspace, "read_file", {"path": "pipe"}) == (
+        ToolOutcome("pipe is not a regular file", True)
+    )
+    assert await run_tool(workspace, "search", {"pattern": "x", "path": "pipe"}) == (
+        ToolOutcome("no matches for x in pipe", False)
+    )
+
+
+async def test_edit_file_refuses_a_file_too_large_to_edit_in_memory(
+    workspace: Workspace, root: Path
+) -> None:
+    (root / "big.txt").write_bytes(b"x" * EDIT_CAP_BYTES + b"\n")
+    outcome = await run_tool(workspace, "edit_file", {"path": "big.txt", "old": "x", "new": "y"})
+    assert outcome == ToolOutcome(
+        "big.txt is larger than 16 MiB; edit_file does not edit files this large"
+        " (run_command can, with sed for instance)",
+        True,
+    )
