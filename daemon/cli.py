@@ -52,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     p = _command(sub, "daemon", help="run the daemon in the foreground")
+    p.add_argument(
+        "--sandbox-network",
+        choices=("on", "off"),
+        help="whether the agents' commands reach the network (default: STEER_SANDBOX_NETWORK, on)",
+    )
     p.set_defaults(func=_daemon)
 
     p = _command(
@@ -221,7 +226,8 @@ def _daemon(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     try:
-        asyncio.run(serve(Settings()))
+        network = {} if args.sandbox_network is None else {"sandbox_network": args.sandbox_network}
+        asyncio.run(serve(Settings(**network)))
     except RedisUnavailable as exc:
         print(f"steer: {exc}", file=sys.stderr)
         return 2

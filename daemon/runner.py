@@ -31,6 +31,7 @@ from daemon.errors import CommandError
 from daemon.model_client import ModelCallError, ModelClient
 from daemon.store import Store
 from daemon.tools import ToolOutcome, Workspace, run_tool
+from daemon.tools.sandbox import Sandbox
 from protocol.envelope import Frame
 from protocol.nudges import Nudge
 from protocol.sessions import SETTLED, AgentSummary
@@ -84,6 +85,7 @@ class AgentRunner:
         model: ModelClient,
         store: Store,
         spawner: Spawner,
+        sandbox: Sandbox | None = None,
         on_frames: FrameSink | None = None,
         on_delta: DeltaSink | None = None,
         autostart: bool = True,
@@ -92,7 +94,7 @@ class AgentRunner:
         self._model = model
         self._store = store
         self._spawner = spawner
-        self._workspace = Workspace(core.config.workdir)
+        self._workspace = Workspace(core.config.workdir, sandbox)
         self._on_frames = on_frames
         self._on_delta = on_delta
         self._inbox: asyncio.Queue[Input] = asyncio.Queue()

@@ -30,6 +30,7 @@ from daemon.settings import Settings
 from daemon.simulator import SimulatorConfig, SimulatorServer
 from daemon.store import Store
 from daemon.supervisor import Supervisor
+from daemon.tools.sandbox import Sandbox, SandboxUnavailable, open_sandbox
 from daemon.ws import mount as mount_websocket
 from protocol.websocket import MAX_CLIENT_FRAME_BYTES
 
@@ -50,10 +51,16 @@ async def serve(settings: Settings) -> None:
 
         client, simulator_url = await _model_client(settings, stack)
         hub = Hub(store)
+        try:
+            sandbox: Sandbox | None = open_sandbox(home, network=settings.sandbox_network)
+        except SandboxUnavailable as exc:
+            log.warning("daemon.unsandboxed reason=%r: agents' commands run unconfined", str(exc))
+            sandbox = None
         supervisor = Supervisor(
             store,
             AnthropicModelClient(client),
             default_model=settings.model,
+            sandbox=sandbox,
             on_frames=hub.publish,
             on_delta=hub.publish_delta,
         )

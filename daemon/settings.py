@@ -42,6 +42,9 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL")
     )
     max_retries: int = 2
+    #: Whether the agents' sandboxed commands reach the network; off: none at all, not
+    #: even loopback (so not this daemon's API or Redis either).
+    sandbox_network: bool = True
 
     @property
     def origins(self) -> frozenset[str]:

@@ -42,6 +42,7 @@ from daemon.runner import (
 from daemon.store import NudgeEntry, Store
 from daemon.subagents import MAX_DEPTH, SPAWN_SPEC, parse_spawn, report
 from daemon.tools import TOOL_SPECS, ToolOutcome
+from daemon.tools.sandbox import Sandbox
 from protocol.envelope import Frame
 from protocol.events import AgentStarted, Event, NudgeReceived, NudgeRejected, SessionCreated
 from protocol.nudges import Nudge, SendNudge
@@ -82,12 +83,14 @@ class Supervisor:
         model: ModelClient,
         *,
         default_model: str,
+        sandbox: Sandbox | None = None,
         on_frames: FrameSink | None = None,
         on_delta: DeltaSink | None = None,
     ) -> None:
         self.store = store
         self._model = model
         self._default_model = default_model
+        self._sandbox = sandbox
         self._on_frames = on_frames
         self._on_delta = on_delta
         self._specs: dict[str, SessionSpec] = {}
@@ -364,6 +367,7 @@ class Supervisor:
             model=self._model,
             store=self.store,
             spawner=self.spawn,
+            sandbox=self._sandbox,
             on_frames=self._on_frames,
             on_delta=self._on_delta,
             autostart=not subagent,

@@ -15,6 +15,13 @@ if ! command -v tmux >/dev/null 2>&1; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq tmux >/dev/null
 fi
+# bubblewrap: the sandbox of the agents' commands (the tests run commands in it).
+if ! command -v bwrap >/dev/null 2>&1; then
+    echo "steer: installing bubblewrap from apt" >&2
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq bubblewrap >/dev/null
+fi
 
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv

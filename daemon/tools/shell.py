@@ -1,8 +1,20 @@
 """The run_command tool: a shell command in the workspace, bounded in time and output.
 
-The command runs in its own session (so its own process group). Whether it finishes, times
-out or the awaiting task is cancelled (an operator's redirect), the whole group is killed
-before `run_command` returns or re-raises, so nothing it started outlives it.
+The command runs in its own session (so its own process group), in the workspace's
+sandbox when it has one (`daemon.tools.sandbox`). Whether it finishes, times out or the
+awaiting task is cancelled (an operator's redirect), the whole group is killed before
+`run_command` returns or re-raises, so nothing it started outlives it.
+
+Nor does it outlive the daemon, however the daemon dies (kill -9 included). The group's
+leader holds the read end of a pipe, the *lifeline*, whose write end only the daemon
+holds; the kernel closes that end when the daemon dies, and a watchdog in the group
+that reads EOF from it kills the group. Why not PR_SET_PDEATHSIG on the leader: it kills
+the leader alone (its children live on, reparented to init), it needs a `preexec_fn`
+(unsafe in a threaded process) or a wrapper, and it fires when the *thread* that forked
+dies, not the process (checked on Linux 6.18: a child forked from a thread that then
+exits is killed while the process lives on). The sandbox adds bwrap's own
+`--die-with-parent`, which rests on that same signal: it holds because asyncio forks in
+the event loop's thread, and `steer daemon` runs its loop in the main thread.
 """
 
 from __future__ import annotations
@@ -33,7 +45,8 @@ class RunCommand(ToolInput):
     Returns the exit code and the combined stdout and stderr. stdin is closed, so commands
     never wait for input. Output beyond about 30,000 characters keeps its start and end.
     The command is killed after timeout_s seconds, and background processes it starts do
-    not outlive it.
+    not outlive it. It may run in a sandbox: then only the workspace is writable, the home
+    directory and /tmp start empty, and files written there are discarded.
     """
 
     tool_name = "run_command"
@@ -99,6 +112,15 @@ class _CommandProtocol(asyncio.SubprocessProtocol):
         self.finished.set()
 
 
+#: The command's group leader (`sh -c LEADER sh COMMAND`, stdin the lifeline): moves the
+#: lifeline to fd 3 of a background watchdog that kills the group on EOF, runs the command
+#: with stdin closed, then kills and reaps the watchdog (an orphan would stay a zombie in a
+#: container whose init never reaps) and exits with the command's status.
+LEADER = (
+    "exec 3<&0 </dev/null; { read x <&3; kill -9 0; } >/dev/null 2>&1 & exec 3<&-; "
+    '/bin/sh -c "$1"; s=$?; kill -9 $!; wait $! 2>/dev/null; exit $s'
+)
+
 #: Never handed to the agent's commands: the model key, steer's own settings (the Redis
 #: URL may carry a password, and a nudge is a command to the agent).
 SECRET_PREFIXES = ("ANTHROPIC_", "STEER_", "REDIS_")
@@ -112,18 +134,27 @@ async def run_command(
     workspace: Workspace, command: str, timeout_s: int = DEFAULT_TIMEOUT_S
 ) -> str:
     output = CappedOutput()
-    transport, protocol = await asyncio.get_running_loop().subprocess_exec(
-        lambda: _CommandProtocol(output),
-        "/bin/sh",
-        "-c",
-        command,
-        cwd=workspace.root,
-        env=command_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    argv = ["/bin/sh", "-c", LEADER, "sh", command]
+    if workspace.sandbox is not None:
+        argv = workspace.sandbox.wrap(workspace.root, argv)
+    # Both ends are close-on-exec: no other child of the daemon inherits the write end.
+    lifeline, held = os.pipe()
+    try:
+        transport, protocol = await asyncio.get_running_loop().subprocess_exec(
+            lambda: _CommandProtocol(output),
+            *argv,
+            cwd=workspace.root,
+            env=command_env(),
+            stdin=lifeline,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except BaseException:
+        os.close(held)
+        raise
+    finally:
+        os.close(lifeline)
     pgid = transport.get_pid()
     killed = timed_out = False
     try:
@@ -146,6 +177,7 @@ async def run_command(
             await protocol.exited.wait()
         finally:
             transport.close()
+            os.close(held)
     text = output.text() or "(no output)"
     if timed_out:
         raise ToolError(f"command timed out after {timeout_s}s and was killed; output:\n{text}")

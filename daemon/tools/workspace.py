@@ -2,7 +2,8 @@
 
 Every path the model supplies goes through `Workspace.resolve`, which refuses anything
 that lands outside the root once `..` and symlinks are resolved. This keeps the file tools
-from wandering by mistake; it is not a sandbox (`run_command` runs any shell command).
+from wandering by mistake; it is not a sandbox. `run_command` runs any shell command, in
+the workspace's `sandbox` when it has one (see `daemon.tools.sandbox`).
 """
 
 from __future__ import annotations
@@ -11,19 +12,24 @@ import os
 from pathlib import Path
 
 from daemon.tools.errors import ToolError
+from daemon.tools.sandbox import Sandbox
 
 
 class Workspace:
-    """A session's working directory, resolved once at construction."""
+    """A session's working directory, resolved once at construction.
 
-    __slots__ = ("root",)
+    `sandbox` confines `run_command` there; with None, commands run unconfined.
+    """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    __slots__ = ("root", "sandbox")
+
+    def __init__(self, root: str | os.PathLike[str], sandbox: Sandbox | None = None) -> None:
         resolved = Path(root).resolve()
         if not resolved.is_dir():
             # The caller's mistake, not the model's: a session needs an existing directory.
             raise NotADirectoryError(f"workspace root is not a directory: {root}")
         self.root = resolved
+        self.sandbox = sandbox
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
