@@ -27,6 +27,7 @@ from protocol.sessions import (
     MAX_PARALLEL_SUBAGENTS,
     SessionSummary,
 )
+from protocol.text import safe_json, visible
 
 TARGET = "SESSION[/AGENT]"
 TARGET_HELP = "a session (id, unique id prefix or name), or one of its agents as SESSION/AGENT"
@@ -37,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ClientError as exc:
-        print(f"steer: {exc}", file=sys.stderr)
+        print(f"steer: {visible(str(exc))}", file=sys.stderr)  # it may quote the input
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -217,14 +218,14 @@ def _author_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _daemon(args: argparse.Namespace) -> int:
+    from daemon.logfmt import LogFormatter
     from daemon.redis_server import RedisUnavailable
     from daemon.service import serve
     from daemon.settings import Settings
 
-    logging.basicConfig(
-        level=os.environ.get("STEER_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(LogFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=os.environ.get("STEER_LOG_LEVEL", "INFO"), handlers=[handler])
     try:
         network = {} if args.sandbox_network is None else {"sandbox_network": args.sandbox_network}
         asyncio.run(serve(Settings(**network)))
@@ -293,7 +294,7 @@ def _ls(args: argparse.Namespace) -> int:
     sessions = [SessionSummary.model_validate(s) for s in _client().get("/v1/sessions")]
     if args.json:
         for s in sessions:
-            print(s.model_dump_json())
+            print(safe_json(s.model_dump_json()))
     elif sessions:
         print(session_table(sessions))
     return 0
@@ -318,7 +319,8 @@ def _show(args: argparse.Namespace) -> int:
 def _logs(args: argparse.Namespace) -> int:
     params = {"since": args.since, "follow": args.follow}
     for line in _client().lines(_session_path(args.session, "events"), **params):
-        print(line if args.json else frame_line(Frame.model_validate_json(line)), flush=True)
+        text = safe_json(line) if args.json else frame_line(Frame.model_validate_json(line))
+        print(text, flush=True)
     return 0
 
 

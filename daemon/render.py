@@ -1,6 +1,10 @@
 """Human-readable text for the CLI: session tables, event lines, conversations.
 
-Pure functions over protocol models and message dicts; no I/O.
+Pure functions over protocol models and message dicts; no I/O. Everything a model, a
+tool, a file or a client wrote is passed through `protocol.text` on its way out: a
+single-line field (a table cell, an event line) shows every control character as an
+escape; a message's text keeps its newlines, and the lines after its first are
+indented, so no text can pass for another message or event.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from protocol.events import (
     ToolFinished,
 )
 from protocol.sessions import ATTENTION_ORDER, AgentSummary, SessionSummary
+from protocol.text import visible, visible_lines
 
 PREVIEW = 100
 
@@ -106,13 +111,15 @@ def agent_header(session: SessionSummary, agent: AgentSummary) -> str:
             "subagents: "
             + ", ".join(f"{c.agent}{f' ({c.name})' if c.name else ''} {c.status}" for c in children)
         )
+    lines = [visible(line) for line in lines]
     pending = approvals([agent])
     if pending:
         lines.append(pending)
     return "\n".join(lines)
 
 
-def _table(rows: Sequence[Sequence[str]]) -> str:
+def _table(cells: Sequence[Sequence[str]]) -> str:
+    rows = [[visible(c) for c in row] for row in cells]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
@@ -123,7 +130,7 @@ def frame_line(frame: Frame) -> str:
     clock = time.strftime("%H:%M:%S", time.localtime(frame.ts))
     event = frame.event
     who = event.agent or "-"
-    return f"{clock} #{frame.seq:<4} {who:<8} {event.type:<18} {_details(frame)}".rstrip()
+    return visible(f"{clock} #{frame.seq:<4} {who:<8} {event.type:<18} {_details(frame)}".rstrip())
 
 
 def _details(frame: Frame) -> str:
@@ -178,7 +185,10 @@ def conversation(messages: Sequence[dict[str, JsonValue]]) -> str:
         for text in _block_texts(message.get("content")):
             nudge = role == "system" or text.startswith("[Operator note")
             label = f"{role} · NUDGE" if nudge else role
-            out.append(f"[{i:>3}] {label:<16} {text}")
+            head = f"[{i:>3}] {visible(label):<16} "
+            first, *rest = visible_lines(text).split("\n")
+            out.append(head + first)
+            out.extend(" " * len(head) + line if line else "" for line in rest)
     return "\n".join(out)
 
 
@@ -193,7 +203,8 @@ def _block_texts(content: JsonValue) -> list[str]:
         if kind == "text":
             texts.append(str(block.get("text")))
         elif kind == "tool_use":
-            texts.append(f"→ {block.get('name')} {_cut(json.dumps(block.get('input')))}")
+            name = visible(str(block.get("name")))
+            texts.append(f"→ {name} {_cut(json.dumps(block.get('input')))}")
         elif kind == "tool_result":
             flag = "ERROR " if block.get("is_error") else ""
             texts.append(f"← {flag}{_cut(str(block.get('content')))}")
@@ -201,5 +212,6 @@ def _block_texts(content: JsonValue) -> list[str]:
 
 
 def _cut(text: str) -> str:
-    flat = " ".join(text.split())
+    """A one-line preview: whitespace runs become one space, other controls escapes."""
+    flat = " ".join(visible_lines(text).split())
     return flat if len(flat) <= PREVIEW else flat[: PREVIEW - 1] + "…"

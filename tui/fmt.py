@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from protocol.sessions import ATTENTION_ORDER, AgentStatus
+from protocol.text import visible_lines
 from tui.model import Activity
 
 #: A mark per state, and the style it is drawn in: what needs the operator stands out.
@@ -74,6 +75,7 @@ def activity(value: Activity | None, now: float) -> str:
 
 
 def cut(text: str, width: int) -> str:
-    """One line of at most `width` characters."""
-    flat = " ".join(text.split())
+    """One line of at most `width` characters: whitespace runs become one space, other
+    control characters visible escapes (`protocol.text`)."""
+    flat = " ".join(visible_lines(text).split())
     return flat if len(flat) <= width else flat[: max(0, width - 1)] + "…"

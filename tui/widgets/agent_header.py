@@ -1,5 +1,6 @@
 """Above the transcript: the selected agent's state, and what waits for the operator
-(tool calls to approve, an error, nudges not applied yet)."""
+(tool calls to approve, an error, nudges not applied yet). Every field a model or a
+client wrote is shown as text with its control characters visible (`protocol.text`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 from rich.text import Text
 from textual.widgets import Static
 
+from protocol.text import visible
 from tui import fmt
 from tui.model import AgentView, SessionView
 
@@ -29,15 +31,16 @@ class AgentHeader(Static):
         text = Text()
         text.append(agent.address, style="bold")
         if agent.name:
-            text.append(f" ({agent.name})")
+            text.append(f" ({visible(agent.name)})")
         mark, mark_style = fmt.STATUS_MARK[agent.status]
         text.append("  ")
         text.append(f"{mark} {agent.status}", style=mark_style)
         activity = fmt.activity(agent.activity, now)
         if activity and agent.status != "waiting":
-            text.append(f" · {activity}")
+            text.append(f" · {visible(activity)}")
         text.append(
-            f" · {agent.model} · {agent.requests} requests · {fmt.tokens(agent.tokens)} tokens"
+            f" · {visible(agent.model)} · {agent.requests} requests"
+            f" · {fmt.tokens(agent.tokens)} tokens"
             f" · {fmt.cost(agent.cost_usd)} · cache {fmt.percent(agent.last_cached_share)}",
             style="dim",
         )
@@ -53,17 +56,18 @@ class AgentHeader(Static):
             text.append(fmt.cut(task, 200))
         if agent.status == "failed" and agent.error:
             text.append("\n✗ failed: ", style="bold red")
-            text.append(agent.error, style="red")
+            text.append(visible(agent.error), style="red")
             text.append("  (u resumes)", style="dim")
         for i, approval in enumerate(agent.approvals):
             text.append("\n")
             text.append(" ◆ approve? ", style="bold black on yellow")
             args = fmt.cut(json.dumps(approval.input, ensure_ascii=False), 80)
-            text.append(f" {approval.name} {args}", style="bold yellow")
-            text.append(f"  {approval.call_id}", style="dim")
+            text.append(f" {visible(approval.name)} {args}", style="bold yellow")
+            text.append(f"  {visible(approval.call_id)}", style="dim")
             if i == 0:
                 text.append("  ← a approve · d deny", style="yellow")
         for nudge in agent.pending_nudges.values():
             text.append("\n⧗ pending nudge ", style="magenta")
-            text.append(f"({nudge.mode}, from {nudge.author}): {fmt.cut(nudge.text, 100)}")
+            author = visible(nudge.author)
+            text.append(f"({nudge.mode}, from {author}): {fmt.cut(nudge.text, 100)}")
         self.update(text)

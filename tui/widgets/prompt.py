@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Input, Label
 
+from protocol.text import visible
 from tui.rows import RowKey
 
 PromptMode = Literal["nudge", "redirect", "deny", "filter"]
@@ -93,7 +95,8 @@ class PromptBar(Horizontal):
 
     def open(self, mode: PromptMode, label: str, target: RowKey | None, value: str = "") -> None:
         self.mode, self.target = mode, target
-        self.query_one("#prompt-label", Label).update(label)
+        # A call id comes from the model: the label is text, not markup.
+        self.query_one("#prompt-label", Label).update(Text(visible(label)))
         self.query_one("#prompt-hint", Label).update(HINTS[mode])
         self.input.value = value
         self.input.placeholder = {

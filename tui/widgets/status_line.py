@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from protocol.text import visible
 from protocol.websocket import PATH
 from tui import fmt
 from tui.link import LinkState
@@ -54,5 +55,6 @@ class StatusLine(Static):
         if outcome is not None:
             message, ok = outcome
             text.append(" · ")
-            text.append(("✓ " if ok else "✗ ") + message, style="green" if ok else "bold red")
+            mark = "✓ " if ok else "✗ "  # a refusal may quote what the operator typed
+            text.append(mark + visible(message), style="green" if ok else "bold red")
         self.update(text)

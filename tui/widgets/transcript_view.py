@@ -4,6 +4,10 @@
 mounts new items and re-renders those whose `rev` moved since they were drawn, so a
 streaming reply costs one `Static.update` per redraw. Tool calls are collapsed by
 default; a call that waits for approval is open and marked.
+
+What the model, a tool, a file or a nudge wrote is shown as text, never as markup, and
+with its control characters made visible (`protocol.text`): texts keep their newlines,
+one-line fields (names, reasons, a tool call's title) show those as escapes too.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Collapsible, Static
 
+from protocol.text import visible, visible_lines
 from tui import fmt
 from tui.model import AgentView
 from tui.transcript import (
@@ -39,8 +44,8 @@ class TaskView(Static):
         self.refresh_item(item)
 
     def refresh_item(self, item: TaskItem) -> None:
-        who = f"task from {item.parent}" if item.parent else "task"
-        self.update(Text.assemble((f"{who}  ", "bold"), item.text))
+        who = f"task from {visible(item.parent)}" if item.parent else "task"
+        self.update(Text.assemble((f"{who}  ", "bold"), visible_lines(item.text)))
 
 
 class ReplyView(Static):
@@ -62,14 +67,15 @@ class ReplyView(Static):
                     style="dim",
                 )
                 if item.stop_reason and item.stop_reason not in ("end_turn", "tool_use"):
-                    head.append(f" · {item.stop_reason}", style="yellow")
+                    head.append(f" · {visible(item.stop_reason)}", style="yellow")
             case "cancelled":
-                head.append(f"cancelled ({item.cancelled}); its text was dropped", style="yellow")
+                reason = visible(str(item.cancelled))
+                head.append(f"cancelled ({reason}); its text was dropped", style="yellow")
         if item.nudges:
             n = len(item.nudges)
             head.append(f" · carries {n} nudge{'s' if n > 1 else ''}", style="bold magenta")
         self.set_class(item.state == "cancelled", "cancelled")
-        body = item.text.strip()
+        body = visible_lines(item.text.strip())
         if item.state == "streaming":
             body += "▌"
         self.update(Text.assemble(head, "\n", body) if body else head)
@@ -102,15 +108,18 @@ class ToolView(Collapsible):
                 state += f" in {fmt.duration(item.finished_at - item.started_at)}"
         if item.approval == "approved" and item.decided_by:
             state += f" (approved by {item.decided_by})"
-        self.title = f"{item.name} {args}  {state}"
+        # Collapsible parses its title as markup: every `[` is escaped to be shown as is.
+        title = visible(f"{item.name} {args}  {state}")
+        self.title = title.replace("[", "\\[")
         self.set_class(item.approval == "pending", "pending")
         self.set_class(item.is_error or item.approval == "denied", "error")
         body = Text()
         body.append("input  ", style="bold")
-        body.append(json.dumps(item.input, indent=2, ensure_ascii=False)[:TOOL_TEXT])
+        body.append(visible_lines(json.dumps(item.input, indent=2, ensure_ascii=False)[:TOOL_TEXT]))
         if item.output is not None:
             body.append("\noutput ", style="bold")
-            body.append(item.output[:TOOL_TEXT], style="red" if item.is_error else "")
+            output = visible_lines(item.output[:TOOL_TEXT])
+            body.append(output, style="red" if item.is_error else "")
         self._body.update(body)
 
 
@@ -121,16 +130,18 @@ class NudgeView(Static):
 
     def refresh_item(self, item: NudgeItem) -> None:
         head = Text("⚑ nudge ", style="bold magenta")
-        head.append(f"from {item.author} · {item.mode} · {item.path} · request {item.request_no}")
+        head.append(
+            f"from {visible(item.author)} · {item.mode} · {item.path} · request {item.request_no}"
+        )
         if item.standing:
             head.append(" · standing")
         if item.delivered:
             head.append(f" · {fmt.percent(item.prior_cached_share)} of prior prompt cached")
             if item.cache_miss_reason:
-                head.append(f" (miss: {item.cache_miss_reason})", style="yellow")
+                head.append(f" (miss: {visible(item.cache_miss_reason)})", style="yellow")
         else:
             head.append(" · in flight", style="dim")
-        self.update(Text.assemble(head, "\n", item.text))
+        self.update(Text.assemble(head, "\n", visible_lines(item.text)))
 
 
 class NoteView(Static):
@@ -139,7 +150,7 @@ class NoteView(Static):
         self.refresh_item(item)
 
     def refresh_item(self, item: NoteItem) -> None:
-        self.update(f"— {item.text}")
+        self.update(Text(f"— {visible(item.text)}"))  # text, not markup
 
 
 ItemView = TaskView | ReplyView | ToolView | NudgeView | NoteView

@@ -1,0 +1,132 @@
+"""Terminal safety end to end: the real `steer` CLI against a real `steer daemon`, with
+terminal control sequences in the model's text, in a file the agent reads, in a nudge
+and in a session's fields. The CLI shows them as escapes (`protocol/text.py`), `--json`
+carries them exactly, and the daemon's log keeps one line per record (`daemon/logfmt.py`).
+Output is read as bytes: decoding text would turn a raw CR into a newline."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import httpx
+from redis import Redis
+
+from daemon.keys import Keys
+from daemon.logfmt import VALUE_CHARS
+from daemon.paths import DAEMON_FILE, TOKEN_FILE
+from tests.fixtures.steer_process import BIN, DaemonProcess, until
+
+#: An OSC that retitles the window, a clear-screen CSI, BEL, CR, a C1 CSI and a bidi
+#: override (RLO).
+PAYLOAD = "\x1b]0;PWNED\x07\x1b[2J\x07\rX\x9b2J\u202eevil"
+#: How the CLI shows it.
+SHOWN = r"\x1b]0;PWNED\x07\x1b[2J\x07\rX\x9b2J\u202eevil"
+RAW = [char.encode() for char in "\x1b\x07\r\x9b\u202e"]
+#: What a forged log line would say.
+FORGED = "2099-01-01 00:00:00,000 INFO steer.daemon daemon.stopped"
+#: The scenario's read_file path (tests/scenarios/control-chars.json).
+NOTES = "[bold]notes\x1b[2J\u202e.txt"
+
+
+def steer(steerd: DaemonProcess, *args: str, code: int = 0) -> tuple[str, str]:
+    """Run `steer`; its stdout and stderr, after checking neither holds a raw control."""
+    result = subprocess.run([BIN / "steer", *args], env=steerd.env, capture_output=True, timeout=60)
+    assert result.returncode == code, result
+    for output in (result.stdout, result.stderr):
+        raw = [char for char in RAW if char in output]
+        assert not raw, (raw, output)
+    return result.stdout.decode(), result.stderr.decode()
+
+
+def api(steerd: DaemonProcess, path: str, **body: str) -> dict[str, str]:
+    """POST to the daemon's HTTP API, as any client may."""
+    url = json.loads((steerd.home / DAEMON_FILE).read_text())["url"]
+    token = (steerd.home / TOKEN_FILE).read_text().strip()
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as http:
+        response = http.post(path, json=body)
+    assert response.is_success, response.text
+    answer: dict[str, str] = response.json()
+    return answer
+
+
+def test_show_logs_and_errors_print_control_characters_as_escapes(
+    steer_daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / NOTES).write_text(PAYLOAD + "\n")
+    out, _ = steer(steer_daemon, "run", "[scenario:control-chars] safe", "--workdir", str(workdir))
+    sid = out.strip()
+    until(lambda: steer_daemon.session(sid)["status"] == "idle", what="the file read")
+
+    nudge = api(steer_daemon, f"/v1/sessions/{sid}/nudges", text=f"heed {PAYLOAD}", author="eve")
+
+    def acknowledged() -> bool:
+        last = json.loads(steer(steer_daemon, "show", sid, "--json")[0])[-1]
+        texts = [block["text"] for block in last["content"] if block["type"] == "text"]
+        return bool(last["role"] == "assistant" and texts[0].endswith(f"heed {PAYLOAD}"))
+
+    until(acknowledged, what="the model to acknowledge the nudge")
+
+    shown = steer(steer_daemon, "show", sid)[0].splitlines()
+    assert any(" assistant " in line and f"Reading the notes: {SHOWN}" in line for line in shown)
+    assert any(
+        line.endswith(r'→ read_file {"path": "[bold]notes\u001b[2J\u202e.txt"}') for line in shown
+    )
+    assert any(line.endswith(f"← {SHOWN}") for line in shown)  # the file, as the tool read it
+    assert any("system · NUDGE" in line and line.endswith(f"heed {SHOWN}") for line in shown)
+    assert any("Noted: " in line and line.endswith(f"heed {SHOWN}") for line in shown)
+
+    logs = steer(steer_daemon, "logs", sid)[0].splitlines()
+    frames = [
+        json.loads(line) for line in steer(steer_daemon, "logs", sid, "--json")[0].splitlines()
+    ]
+    assert len(logs) == len(frames)  # one line per event
+    assert any("model.reply" in line and f"Reading the notes: {SHOWN}" in line for line in logs)
+    assert any(line.endswith(f"read_file {SHOWN}") for line in logs)
+    assert any(line.endswith(f"{nudge['nudge_id']} steer from eve: heed {SHOWN}") for line in logs)
+
+    # --json is exact: the same characters, escaped the JSON way.
+    events = {f["event"]["type"]: f["event"] for f in frames}
+    assert events["nudge.received"]["nudge"]["text"] == f"heed {PAYLOAD}"
+    assert events["tool.result"]["output"] == PAYLOAD + "\n"
+    messages = json.loads(steer(steer_daemon, "show", sid, "--json")[0])
+    assert messages[1]["content"][0]["text"] == f"Reading the notes: {PAYLOAD}"
+
+    # An error that quotes the input.
+    error = steer(steer_daemon, "show", f"{sid}/a-{PAYLOAD}", code=1)[1]
+    assert error.count("\n") == 1 and SHOWN in error
+
+
+def test_a_field_with_a_newline_or_a_megabyte_is_one_capped_log_line(
+    steer_daemon: DaemonProcess, tmp_path: Path, redis_url: str, key_prefix: str
+) -> None:
+    model = f"m{PAYLOAD}\n{FORGED}"
+    out, _ = steer(steer_daemon, "run", "forge", "--workdir", str(tmp_path), "--model", model)
+    sid = out.strip()
+    listing = steer(steer_daemon, "ls")[0].splitlines()
+    assert len(listing) == 2 and f"m{SHOWN}\\n{FORGED}" in listing[1]
+    (row,) = [json.loads(line) for line in steer(steer_daemon, "ls", "--json")[0].splitlines()]
+    assert row["spec"]["model"] == model
+
+    # Straight onto the nudge stream, as any Redis client may write it.
+    with Redis.from_url(redis_url) as redis:
+        nudges = Keys(key_prefix).nudges
+        redis.xadd(nudges, {"nudge_id": "n-forged", "session": f"x\n{FORGED}", "text": "hi"})
+        redis.xadd(nudges, {"nudge_id": "n-huge", "session": "y" * 1_000_000, "text": "hi"})
+
+    log = steer_daemon.home / "daemon.log"
+    until(lambda: "nudge=n-huge" in log.read_text(), what="the huge nudge's rejection")
+    text = log.read_text()
+    lines = text.split("\n")
+    assert "\x1b" not in text and "\r" not in text
+    assert not [line for line in lines if line.startswith("2099")]
+    (created,) = [line for line in lines if "session.created" in line]
+    assert f"sid={sid}" in created and f"model=m{SHOWN}\\n{FORGED}" in created
+    (forged,) = [line for line in lines if "nudge=n-forged" in line]
+    assert f"session=x\\n{FORGED}" in forged
+    (huge,) = [line for line in lines if "nudge=n-huge" in line]
+    assert f"session={'y' * VALUE_CHARS}…(+{1_000_000 - VALUE_CHARS})" in huge
+    assert len(huge) < 1_000
