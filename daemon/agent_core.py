@@ -27,6 +27,7 @@ Invariants (each has a test in tests/daemon/test_agent_core.py):
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import JsonValue
@@ -40,6 +41,7 @@ from daemon.agent_state import (
     Interrupt,
     Message,
     ModelReply,
+    NudgeChanges,
     RunTools,
     Step,
     ToolCall,
@@ -102,11 +104,20 @@ class AgentCore:
         config: AgentConfig,
         state: AgentState | None = None,
         messages: Sequence[Message] = (),
+        *,
+        pending: Sequence[Nudge] = (),
+        seen: Iterable[str] = (),
     ) -> None:
         self.config = config
         self.state = state if state is not None else AgentState()
         self._messages: list[Message] = list(messages)
         self._persisted = len(self._messages)
+        #: Ids of every nudge recorded for this agent: a redelivered one is a no-op.
+        self.seen: set[str] = set(seen)
+        #: Waiting for the next boundary (steer, redirect) or the end of the turn (queue).
+        self.pending: list[Nudge] = list(pending)
+        #: What changed in `seen` and `pending` since the last `mark_persisted`.
+        self._changes = _NudgeLedger()
         self._busy: Literal["model", "tools", "approval"] | None = None
         #: The calls of the assistant turn being answered, in order.
         self._batch: tuple[ToolCall, ...] = ()
@@ -171,8 +182,23 @@ class AgentCore:
     def unpersisted(self) -> list[Message]:
         return self._messages[self._persisted :]
 
+    @property
+    def persisted_count(self) -> int:
+        """How many messages the store holds (as of the last `mark_persisted`)."""
+        return self._persisted
+
+    def nudge_changes(self) -> NudgeChanges:
+        """What the steps since the last `mark_persisted` did to `seen` and `pending`."""
+        ledger = self._changes
+        return NudgeChanges(
+            seen=list(ledger.seen),
+            pending_added=[n for n in ledger.added.values() if n.nudge_id not in ledger.removed],
+            pending_removed=[i for i in ledger.removed if i not in ledger.added],
+        )
+
     def mark_persisted(self) -> None:
         self._persisted = len(self._messages)
+        self._changes = _NudgeLedger()
 
     def render_request(self) -> dict[str, JsonValue]:
         """The exact Messages API request for the conversation as it stands."""
@@ -203,7 +229,7 @@ class AgentCore:
                 return step
             self._append({"role": "user", "content": self.config.task})
             return self._go_on(step)
-        if self.state.status == "idle" and self.state.pending:
+        if self.state.status == "idle" and self.pending:
             return self._go_on(step)
         if self.state.status not in ("running", "waiting"):
             return step
@@ -303,9 +329,10 @@ class AgentCore:
     def nudge_arrived(self, nudge: Nudge) -> Step:
         """Record a nudge. Returns an empty step if it was seen before (redelivery)."""
         step = Step()
-        if nudge.nudge_id in self.state.seen_nudges:
+        if nudge.nudge_id in self.seen:
             return step
-        self.state.seen_nudges.append(nudge.nudge_id)
+        self.seen.add(nudge.nudge_id)
+        self._changes.seen.append(nudge.nudge_id)
         step.events.append(NudgeReceived(agent=self.config.agent, nudge=nudge))
         refusal = self.finished
         if refusal is not None:
@@ -313,7 +340,8 @@ class AgentCore:
                 NudgeRejected(agent=self.config.agent, nudge_id=nudge.nudge_id, reason=refusal)
             )
             return step
-        self.state.pending.append(nudge)
+        self.pending.append(nudge)
+        self._changes.added[nudge.nudge_id] = nudge
         redirect = nudge.mode == "redirect"
         if self._busy in ("model", "tools"):
             if redirect:
@@ -381,7 +409,7 @@ class AgentCore:
             OperatorAction(agent=self.config.agent, verb="veto", author=author, reason=reason)
         )
         self.state.veto_reason = reason
-        self.state.pending = []
+        self._drop_pending(self.pending)
         self.state.approvals = []
         self.state.pause_requested = False
         self._set_status(step, "vetoed", veto_report(reason))
@@ -544,9 +572,14 @@ class AgentCore:
         return step
 
     def _take_pending(self, *, queue_too: bool) -> list[Nudge]:
-        taken = [n for n in self.state.pending if queue_too or n.mode != "queue"]
-        self.state.pending = [n for n in self.state.pending if n not in taken]
+        taken = [n for n in self.pending if queue_too or n.mode != "queue"]
+        self._drop_pending(taken)
         return taken
+
+    def _drop_pending(self, nudges: Sequence[Nudge]) -> None:
+        gone = {n.nudge_id for n in nudges}
+        self.pending = [n for n in self.pending if n.nudge_id not in gone]
+        self._changes.removed.update(gone)
 
     def _go_on(self, step: Step) -> Step:
         """At a boundary: deliver pending nudges (queued ones too if the turn has ended),
@@ -648,6 +681,13 @@ class AgentCore:
             prior_cached_share=usage.cache_read_input_tokens / prior if prior else None,
             cache_miss_reason=reply.cache_miss_reason,
         )
+
+
+@dataclass(slots=True)
+class _NudgeLedger:
+    seen: list[str] = field(default_factory=list)
+    added: dict[str, Nudge] = field(default_factory=dict)
+    removed: set[str] = field(default_factory=set)
 
 
 def _tool_calls(message: Message) -> tuple[ToolCall, ...]:

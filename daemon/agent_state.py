@@ -7,6 +7,7 @@ together with the message list they are everything needed to rebuild an agent.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
@@ -74,7 +75,12 @@ class Approval(BaseModel):
 
 
 class AgentState(BaseModel):
-    """The agent's mutable state, persisted with every change."""
+    """The agent's small mutable state, persisted with every change.
+
+    What grows with the nudges an agent receives is kept apart (`AgentCore.seen` and
+    `AgentCore.pending`, stored as a set and a hash and written as changes), so the
+    cost of a commit does not grow with the number of nudges ever applied.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -86,10 +92,6 @@ class AgentState(BaseModel):
     last_cached_share: float | None = None
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
-    #: Ids of every nudge ever recorded for this agent: a redelivered one is a no-op.
-    seen_nudges: list[str] = Field(default_factory=list)
-    #: Waiting for the next boundary (steer, redirect) or for the end of the turn (queue).
-    pending: list[Nudge] = Field(default_factory=list)
     in_flight: list[InFlightNudge] = Field(default_factory=list)
     error: str | None = None
     #: Pause at the next boundary (set by `pause`, cleared when it takes effect).
@@ -100,6 +102,15 @@ class AgentState(BaseModel):
     approvals: list[Approval] = Field(default_factory=list)
     #: Bumped by the runner for every commit, so a retried commit can tell if it landed.
     commits: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NudgeChanges:
+    """What the steps since the last commit did to an agent's recorded nudges."""
+
+    seen: Sequence[str] = ()
+    pending_added: Sequence[Nudge] = ()
+    pending_removed: Sequence[str] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,40 +1,64 @@
 """Every Redis key name steer uses, in one place.
 
-All keys of one session share the hash tag `{<sid>}` so a single MULTI covers them.
-The nudge stream is global: one blocking read serves every session, and a nudge
-for an unknown session can still be received and reported.
+All keys of one session share the hash tag `{<sid>}`, so one Lua script covers them
+and Redis Cluster keeps them on one slot: a session's nudge stream, its owner lease
+and everything a step writes. Only three names are global: the session index, the
+registry of live daemons and the doorbell channel. None of them is on the nudge path
+as a single hot key: a nudge is appended to its own session's stream, and the
+doorbell (Pub/Sub, broadcast to every node of a cluster) only wakes the owner.
 
 This module is imported by the `nudge` command, so it must stay import-free.
 """
 
+#: The consumer group on every session's nudge stream, and its one consumer: only
+#: the session's owner reads it (through a fenced script), so a new owner finds the
+#: unacknowledged entries of the previous one under the same consumer name.
 NUDGE_GROUP = "daemon"
+NUDGE_CONSUMER = "owner"
 
 
 class Keys:
     def __init__(self, prefix: str = "steer") -> None:
         self.prefix = prefix
 
-    @property
-    def nudges(self) -> str:
-        """Stream of nudges from every sender; consumed by the group NUDGE_GROUP."""
-        return f"{self.prefix}:nudges"
-
-    @property
-    def rejected(self) -> str:
-        """Stream of Frames reporting nudges for sessions that do not exist."""
-        return f"{self.prefix}:rejected"
+    # -- global -----------------------------------------------------------------
 
     @property
     def sessions(self) -> str:
-        """Hash: session id -> session name."""
+        """Hash: session id -> session name (the index every daemon lists)."""
         return f"{self.prefix}:sessions"
+
+    @property
+    def daemons(self) -> str:
+        """Hash: daemon id -> its registration as JSON (address, pid, expiry)."""
+        return f"{self.prefix}:daemons"
+
+    @property
+    def doorbell(self) -> str:
+        """Pub/Sub channel: a session id, published after a nudge is appended for it."""
+        return f"{self.prefix}:doorbell"
+
+    # -- per session (one hash slot) ----------------------------------------------
+
+    def nudges(self, sid: str) -> str:
+        """Stream of the session's nudges; consumed by NUDGE_GROUP / NUDGE_CONSUMER."""
+        return f"{self.prefix}:{{{sid}}}:nudges"
+
+    def lease(self, sid: str) -> str:
+        """String `<daemon id>:<epoch>` with a TTL: the session's owner, renewed while alive."""
+        return f"{self.prefix}:{{{sid}}}:lease"
+
+    def epoch(self, sid: str) -> str:
+        """Integer, never expires: bumped on every claim, so a stale owner's token differs."""
+        return f"{self.prefix}:{{{sid}}}:epoch"
 
     def spec(self, sid: str) -> str:
         """String: the SessionSpec as JSON."""
         return f"{self.prefix}:{{{sid}}}:spec"
 
     def events(self, sid: str) -> str:
-        """Stream of Frames; entry id `<seq>-0`, one field `frame`."""
+        """Stream of Frames; entry id `<seq>-0`, fields `frame` and `owner` (the writer's
+        lease token: epochs never go down along a session's stream)."""
         return f"{self.prefix}:{{{sid}}}:events"
 
     def standing(self, sid: str) -> str:
@@ -50,5 +74,13 @@ class Keys:
         return f"{self.prefix}:{{{sid}}}:agent:{aid}:messages"
 
     def state(self, sid: str, aid: str) -> str:
-        """String: the agent's state (status, counters, nudges) as JSON."""
+        """String: the agent's small state (status, counters, in-flight nudges) as JSON."""
         return f"{self.prefix}:{{{sid}}}:agent:{aid}:state"
+
+    def pending(self, sid: str, aid: str) -> str:
+        """Hash: nudge id -> Nudge JSON, recorded for the agent and not yet delivered."""
+        return f"{self.prefix}:{{{sid}}}:agent:{aid}:pending"
+
+    def seen(self, sid: str, aid: str) -> str:
+        """Set: every nudge id recorded for the agent, so a redelivery is a no-op."""
+        return f"{self.prefix}:{{{sid}}}:agent:{aid}:seen"

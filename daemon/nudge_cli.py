@@ -35,6 +35,8 @@ EXIT_INTERRUPTED = 130
 DEFAULT_TIMEOUT_S = 120.0
 REDIS_TIMEOUT_S = 5.0
 AMBIGUOUS_SHOWN = 5
+#: A Redis Cluster redirects a command at most a couple of times (MOVED, then ASK).
+MAX_REDIRECTS = 5
 
 HELP = f"""\
 usage: nudge SESSION[/AGENT] TEXT [--redirect | --queue] [--all] [--wait]
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             sid = resolve_session(session_query, _hash(redis.call("HGETALL", keys.sessions)))
             # With --wait, read positions are taken before the XADD, so that no report
             # about the nudge can be missed.
-            watched = (keys.events(sid), keys.rejected) if args.wait else ()
+            watched = (keys.events(sid),) if args.wait else ()
             since = {key: _last_id(redis, key) for key in watched}
             nudge_id = "n-" + os.urandom(8).hex()
             fields = wire.nudge_fields(
@@ -168,8 +170,11 @@ def main(argv: list[str] | None = None) -> int:
                 wire.decode_nudge_fields(fields)
             except wire.InvalidEntry as exc:
                 raise Fail(exc.reason) from None
-            redis.xadd(keys.nudges, fields)
+            redis.xadd(keys.nudges(sid), fields)
             sent = True
+            # Wakes the session's owner at once (without it, its sweep finds the nudge
+            # within seconds): after the XADD, so the owner reads an entry that exists.
+            redis.call("PUBLISH", keys.doorbell, sid)
             if not args.wait:
                 print(nudge_id)
                 return EXIT_OK
@@ -257,43 +262,62 @@ class _Redis:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._conn = self._connect()
+        self._conn = self._connect(url)
+        #: Connections to the other nodes of a Redis Cluster, by "host:port".
+        self._nodes: dict[str, resp.Connection] = {}
 
     def __enter__(self) -> _Redis:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._conn.close()
+        for conn in (self._conn, *self._nodes.values()):
+            conn.close()
 
     def call(self, *args: str | int, timeout: float = REDIS_TIMEOUT_S) -> resp.Reply:
-        try:
-            self._conn.settimeout(timeout)
-            return self._conn.execute(*args)
-        except resp.RespError as exc:
-            raise Fail(f"Redis refused {args[0]}: {exc}") from None
-        except OSError as exc:
-            raise self._unreachable(exc) from None
+        """Run a command, following a Redis Cluster's MOVED and ASK redirections."""
+        conn, asking = self._conn, False
+        for _ in range(MAX_REDIRECTS):
+            try:
+                conn.settimeout(timeout)
+                if asking:
+                    conn.execute("ASKING")
+                return conn.execute(*args)
+            except resp.RespError as exc:
+                kind, _, rest = str(exc).partition(" ")
+                if kind not in ("MOVED", "ASK"):
+                    raise Fail(f"Redis refused {args[0]}: {exc}") from None
+                conn, asking = self._node(rest.rpartition(" ")[2]), kind == "ASK"
+                if kind == "MOVED" and conn is not self._conn:
+                    self._conn = conn  # later commands go to the slot's node first
+            except OSError as exc:
+                raise self._unreachable(exc) from None
+        raise Fail(f"Redis kept redirecting {args[0]}: is the cluster resharding?")
 
     def xadd(self, key: str, fields: dict[str, str]) -> None:
         args = ("XADD", key, "*", *(item for pair in fields.items() for item in pair))
         try:
-            self._conn.settimeout(REDIS_TIMEOUT_S)
-            self._conn.execute(*args)
-        except resp.RespError as exc:
-            raise Fail(f"Redis refused XADD: {exc}") from None
-        except OSError:
+            self.call(*args)
+        except Fail as exc:
+            if not isinstance(exc.__context__, OSError):
+                raise
             # The XADD may have been applied before the connection broke. Sending it
             # again is safe: the daemon applies each nudge_id once.
             try:
                 self._conn.close()
-                self._conn = self._connect()
+                self._conn = self._connect(self.url)
                 self.call(*args)
-            except Fail as exc:
-                raise Fail(f"{exc}; {fields['nudge_id']} may have been sent") from None
+            except Fail as again:
+                raise Fail(f"{again}; {fields['nudge_id']} may have been sent") from None
 
-    def _connect(self) -> resp.Connection:
+    def _node(self, address: str) -> resp.Connection:
+        """A connection to another cluster node, with this URL's credentials."""
+        if address not in self._nodes:
+            self._nodes[address] = self._connect(resp.with_address(self.url, address))
+        return self._nodes[address]
+
+    def _connect(self, url: str) -> resp.Connection:
         try:
-            return resp.connect(self.url, timeout=REDIS_TIMEOUT_S)
+            return resp.connect(url, timeout=REDIS_TIMEOUT_S)
         except (OSError, ValueError, resp.RespError) as exc:
             raise self._unreachable(exc) from None
 

@@ -123,6 +123,15 @@ class Connection:
         self._buf += chunk
 
 
+def with_address(url: str, address: str) -> str:
+    """The URL with its host and port replaced by `address` ("host:port"), keeping the
+    scheme, credentials, database and query: how a cluster redirection is followed."""
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@{address}" if userinfo else address
+    return parts._replace(netloc=netloc).geturl()
+
+
 def connect(url: str, timeout: float = 5.0) -> Connection:
     """Connect, authenticate and select the database the URL names.
 

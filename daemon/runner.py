@@ -28,6 +28,7 @@ from daemon.agent_state import (
     ToolResult,
 )
 from daemon.errors import CommandError
+from daemon.fenced import FenceError
 from daemon.model_client import ModelCallError, ModelClient
 from daemon.store import Store
 from daemon.tools import ToolOutcome, Workspace, run_tool
@@ -88,6 +89,7 @@ class AgentRunner:
         sandbox: Sandbox | None = None,
         on_frames: FrameSink | None = None,
         on_delta: DeltaSink | None = None,
+        on_fenced: Callable[[str], None] | None = None,
         autostart: bool = True,
     ) -> None:
         self.core = core
@@ -97,6 +99,7 @@ class AgentRunner:
         self._workspace = Workspace(core.config.workdir, sandbox)
         self._on_frames = on_frames
         self._on_delta = on_delta
+        self._on_fenced = on_fenced
         self._inbox: asyncio.Queue[Input] = asyncio.Queue()
         self._started = False
         if autostart:
@@ -120,6 +123,12 @@ class AgentRunner:
         try:
             while True:
                 await self._handle(await self._inbox.get())
+        except FenceError as exc:
+            # Another daemon owns the session now (or the store moved on without us):
+            # stop at once; whatever this agent would write next is refused anyway.
+            self._log.warning("agent.fenced reason=%s", exc)
+            if self._on_fenced is not None:
+                self._on_fenced(self.core.config.session)
         finally:
             if self._action is not None:
                 self._action.cancel()
@@ -133,6 +142,10 @@ class AgentRunner:
                     await self._apply(self.core.start())
             case NudgeInput(nudge, entry_id):
                 acks = [entry_id] if entry_id is not None else []
+                if nudge.nudge_id in self.core.seen:
+                    # Recorded before (a redelivery, or a resend): it costs no commit.
+                    await self._store.ack(self.core.config.session, acks)
+                    return
                 await self._apply(self.core.nudge_arrived(nudge), acks=acks)
             case Control(apply, done):
                 try:
@@ -205,7 +218,12 @@ class AgentRunner:
         task.add_done_callback(lambda t: self._inbox.put_nowait(ActionEnded(t)))
 
     async def _commit(self, step: Step, acks: list[str]) -> list[Frame]:
-        """Persist the step, waiting out a Redis outage: until then it exists only here."""
+        """Persist the step, waiting out a Redis outage: until then it exists only here.
+
+        A write whose reply was lost may have landed, so before writing again the runner
+        asks the store whether it did (every commit bumps `state.commits`). A fenced
+        refusal (`NotOwner`, `Conflict`) is not retried: the caller stops the agent.
+        """
         self.core.state.commits += 1
         delay = COMMIT_RETRY_MIN_S
         while True:
@@ -213,22 +231,26 @@ class AgentRunner:
                 return await self._store.commit(
                     self.core.config,
                     messages=self.core.unpersisted(),
+                    stored_messages=self.core.persisted_count,
                     state=self.core.state,
                     events=step.events,
+                    nudges=self.core.nudge_changes(),
                     acks=acks,
                 )
             except (RedisError, OSError) as exc:
                 if cancelling():
                     raise
                 self._log.warning("agent.commit_failed error=%s retry_in=%.2fs", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, COMMIT_RETRY_MAX_S)
-            try:
-                if await self._store.step_landed(self.core.config, self.core.state.commits):
-                    return []
-            except (RedisError, OSError):
-                if cancelling():
-                    raise
+            while True:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, COMMIT_RETRY_MAX_S)
+                try:
+                    if await self._store.step_landed(self.core.config, self.core.state.commits):
+                        return []
+                    break
+                except (RedisError, OSError):
+                    if cancelling():
+                        raise
 
     async def _call_model(self, action: CallModel) -> ModelReply:
         try:

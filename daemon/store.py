@@ -1,12 +1,16 @@
 """The Redis store: steer's durable state behind domain verbs.
 
-Callers get protocol and daemon models, never raw Redis replies. Each agent step is
-one MULTI: the new messages, the agent state, the step's events and the XACK of the
-nudge it recorded, so a crash either keeps all of it or none (and the nudge is then
-redelivered; its recorded id makes the second application a no-op).
+Callers get protocol and daemon models, never raw Redis replies. Every write of a
+session is one fenced script (`daemon.fenced`): it lands whole, or not at all, and
+only while this daemon holds the session's lease. An agent step writes its new
+messages, its small state, the nudges it recorded (pending hash, seen set), its
+events and the XACK of the stream entries it consumed together, so a crash keeps all
+of it or none (the entry is then redelivered; its recorded id makes the second
+delivery a no-op).
 
 Event sequence numbers are per session and assigned here, under a per-session lock,
-so frames enter the event stream in order with ids `<seq>-0`.
+so frames enter the event stream in order with ids `<seq>-0`; the script checks the
+stream is still where the numbering started.
 """
 
 from __future__ import annotations
@@ -14,22 +18,25 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import JsonValue
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from pydantic import JsonValue, ValidationError
 
-from daemon.agent_state import AgentConfig, AgentState, Message
+from daemon.agent_state import AgentConfig, AgentState, Message, NudgeChanges
+from daemon.fenced import CLAIM, READ_NUDGES, RELEASE, RENEW, Batch, NotOwner
 from daemon.keys import NUDGE_GROUP, Keys
 from protocol.envelope import Frame
-from protocol.events import Event, NudgeRejected
+from protocol.events import Event
 from protocol.nudges import Nudge
 from protocol.sessions import SessionSpec
 
-REJECTED_MAXLEN = 10_000
+NO_CHANGES = NudgeChanges()
+
+
+class CorruptRecord(Exception):
+    """A stored value that cannot be read back; the message names the key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,33 +44,137 @@ class StoredAgent:
     config: AgentConfig
     state: AgentState
     messages: list[Message]
+    #: Nudges recorded for the agent and not yet delivered, oldest first.
+    pending: list[Nudge]
+    #: Ids of every nudge recorded for the agent.
+    seen: set[str]
 
 
 @dataclass(frozen=True, slots=True)
 class NudgeEntry:
+    """One nudge stream entry, as raw as it was written: decoding it is the reader's job."""
+
     entry_id: str
-    fields: dict[str, str]
+    #: None when the entry was trimmed away while still pending.
+    fields: dict[bytes, bytes] | None
 
 
 class Store:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
-        if not redis.get_connection_kwargs().get("decode_responses"):  # type: ignore[no-untyped-call]
+    def __init__(self, redis: Any, keys: Keys, *, raw: Any = None) -> None:
+        """`redis` decodes replies (decode_responses=True); `raw` does not and reads the
+        nudge streams, whose bytes are untrusted (default: made from `redis`)."""
+        if not redis.get_connection_kwargs().get("decode_responses"):
             raise ValueError("the store needs a Redis client with decode_responses=True")
-        # redis-py types replies as unions over decode modes; with decode_responses=True
-        # they are str, which is what this module relies on.
+        # redis-py types replies as unions over decode modes; this module knows which.
         self.redis: Any = redis
+        self._raw: Any = raw
         self.keys = keys
+        #: The lease token of every session this daemon owns.
+        self.tokens: dict[str, str] = {}
         self._seq: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    # -- sessions ---------------------------------------------------------------
+    @property
+    def raw(self) -> Any:
+        if self._raw is None:
+            self._raw = _undecoded(self.redis)
+        return self._raw
 
-    async def create_session(self, spec: SessionSpec, root: AgentConfig) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self.keys.spec(spec.id), spec.model_dump_json())
-            pipe.hset(self.keys.agents(spec.id), root.agent, root.model_dump_json())
-            pipe.hset(self.keys.sessions, spec.id, spec.name)
-            await pipe.execute()
+    async def aclose(self) -> None:
+        """Close the undecoded client this store made (the caller owns `redis`)."""
+        if self._raw is not None:
+            await self._raw.aclose()
+            self._raw = None
+
+    # -- ownership ----------------------------------------------------------------
+
+    async def claim(self, sid: str, daemon_id: str, ttl_ms: int, *, mode: str) -> bool:
+        """Take the session's lease with a new epoch (see `fenced._CLAIM` for modes)."""
+        k = self.keys
+        token = await CLAIM(
+            self.redis, [k.lease(sid), k.epoch(sid), k.nudges(sid)], [daemon_id, ttl_ms, mode]
+        )
+        if token is None:
+            return False
+        self.tokens[sid] = token
+        self._seq.pop(sid, None)
+        return True
+
+    async def renew(self, sids: Sequence[str], ttl_ms: int) -> list[str]:
+        """Renew the leases of `sids` in one round trip; returns those that were lost."""
+        if not sids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sid in sids:
+                RENEW.queue(pipe, [self.keys.lease(sid)], [self.tokens[sid], ttl_ms])
+            replies = await pipe.execute()
+        return [sid for sid, ok in zip(sids, replies, strict=True) if not ok]
+
+    async def release(self, sid: str) -> None:
+        token = self.forget(sid)
+        if token is not None:
+            await RELEASE(self.redis, [self.keys.lease(sid)], [token])
+
+    def forget(self, sid: str) -> str | None:
+        """Drop what this process knows of a session it no longer owns."""
+        self._seq.pop(sid, None)
+        self._locks.pop(sid, None)
+        return self.tokens.pop(sid, None)
+
+    async def lease_holders(self, sids: Sequence[str]) -> dict[str, str | None]:
+        """Each session's lease token, or None where no live lease exists."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sid in sids:
+                pipe.get(self.keys.lease(sid))
+            replies = await pipe.execute()
+        return dict(zip(sids, replies, strict=True))
+
+    async def register_daemon(self, daemon_id: str, info: dict[str, JsonValue]) -> None:
+        await self.redis.hset(self.keys.daemons, daemon_id, json.dumps(info))
+
+    async def deregister_daemon(self, daemon_id: str) -> None:
+        await self.redis.hdel(self.keys.daemons, daemon_id)
+
+    async def live_daemons(self) -> dict[str, dict[str, Any]]:
+        """Registered daemons whose registration has not expired (stale ones are dropped)."""
+        raw: dict[str, str] = await self.redis.hgetall(self.keys.daemons)
+        now, live, stale = time.time(), {}, []
+        for did, text in raw.items():
+            try:
+                info = json.loads(text)
+                alive = float(info["expires_at"]) > now
+            except (ValueError, KeyError, TypeError):
+                alive = False
+            if alive:
+                live[did] = info
+            else:
+                stale.append(did)
+        if stale:
+            await self.redis.hdel(self.keys.daemons, *stale)
+        return live
+
+    # -- sessions -----------------------------------------------------------------
+
+    async def create_session(
+        self,
+        spec: SessionSpec,
+        root: AgentConfig,
+        events: Sequence[Event],
+        *,
+        daemon_id: str,
+        ttl_ms: int,
+    ) -> list[Frame] | None:
+        """Create a session owned by this daemon; None if its id was ever used."""
+        sid = spec.id
+        if not await self.claim(sid, daemon_id, ttl_ms, mode="new"):
+            return None
+        async with self._lock(sid):
+            batch = self._batch(sid)
+            batch.set(self.keys.spec(sid), spec.model_dump_json())
+            batch.hset(self.keys.agents(sid), {root.agent: root.model_dump_json()})
+            frames = await self._write(sid, batch, events)
+        await self.redis.hset(self.keys.sessions, sid, spec.name)
+        return frames
 
     async def add_agent(
         self, config: AgentConfig, state: AgentState, events: Sequence[Event]
@@ -71,13 +182,10 @@ class Store:
         """Create an agent (a subagent) with its first state and events, atomically."""
         sid = config.session
         async with self._lock(sid):
-            frames = await self._frames(sid, events)
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(self.keys.agents(sid), config.agent, config.model_dump_json())
-                pipe.set(self.keys.state(sid, config.agent), state.model_dump_json())
-                self._queue_frames(pipe, sid, frames)
-                await self._execute(pipe, sid, frames)
-        return frames
+            batch = self._batch(sid)
+            batch.hset(self.keys.agents(sid), {config.agent: config.model_dump_json()})
+            batch.set(self.keys.state(sid, config.agent), state.model_dump_json())
+            return await self._write(sid, batch, events)
 
     async def session_names(self) -> dict[str, str]:
         """Every session id with its name."""
@@ -85,26 +193,43 @@ class Store:
         return names
 
     async def load_spec(self, sid: str) -> SessionSpec | None:
-        raw = await self.redis.get(self.keys.spec(sid))
-        return SessionSpec.model_validate_json(raw) if raw else None
+        key = self.keys.spec(sid)
+        raw = await self.redis.get(key)
+        return _parse(key, raw, SessionSpec.model_validate_json) if raw else None
 
     async def load_agents(self, sid: str) -> list[StoredAgent]:
-        configs: dict[str, str] = await self.redis.hgetall(self.keys.agents(sid))
+        k = self.keys
+        configs: dict[str, str] = await self.redis.hgetall(k.agents(sid))
         async with self.redis.pipeline(transaction=False) as pipe:
             for aid in configs:
-                pipe.get(self.keys.state(sid, aid))
-                pipe.lrange(self.keys.messages(sid, aid), 0, -1)
+                pipe.get(k.state(sid, aid))
+                pipe.lrange(k.messages(sid, aid), 0, -1)
+                pipe.hgetall(k.pending(sid, aid))
+                pipe.smembers(k.seen(sid, aid))
             replies = await pipe.execute()
-        return [
-            StoredAgent(
-                config=AgentConfig.model_validate_json(raw_config),
-                state=AgentState.model_validate_json(raw_state) if raw_state else AgentState(),
-                messages=[json.loads(m) for m in raw_messages],
+        agents = []
+        for n, (aid, raw_config) in enumerate(configs.items()):
+            raw_state, raw_messages, raw_pending, seen = replies[4 * n : 4 * n + 4]
+            agents.append(
+                StoredAgent(
+                    config=_parse(k.agents(sid), raw_config, AgentConfig.model_validate_json),
+                    state=(
+                        _parse(k.state(sid, aid), raw_state, AgentState.model_validate_json)
+                        if raw_state
+                        else AgentState()
+                    ),
+                    messages=[_parse(k.messages(sid, aid), m, json.loads) for m in raw_messages],
+                    pending=sorted(
+                        (
+                            _parse(k.pending(sid, aid), p, Nudge.model_validate_json)
+                            for p in raw_pending.values()
+                        ),
+                        key=lambda nudge: nudge.sent_at,
+                    ),
+                    seen=set(seen),
+                )
             )
-            for raw_config, raw_state, raw_messages in zip(
-                configs.values(), replies[::2], replies[1::2], strict=True
-            )
-        ]
+        return agents
 
     # -- agent steps ------------------------------------------------------------
 
@@ -113,28 +238,36 @@ class Store:
         config: AgentConfig,
         *,
         messages: Sequence[Message],
+        stored_messages: int,
         state: AgentState,
         events: Sequence[Event],
+        nudges: NudgeChanges = NO_CHANGES,
         acks: Sequence[str] = (),
     ) -> list[Frame]:
-        """Persist one step atomically; returns the events as numbered frames."""
-        sid, aid = config.session, config.agent
+        """Persist one step atomically; returns the events as numbered frames.
+
+        `stored_messages` is how many messages the conversation held before the step:
+        the write is refused (`Conflict`) if Redis disagrees, so nothing is appended
+        twice.
+        """
+        sid, aid, k = config.session, config.agent, self.keys
         async with self._lock(sid):
-            frames = await self._frames(sid, events)
-            async with self.redis.pipeline(transaction=True) as pipe:
-                if messages:
-                    pipe.rpush(self.keys.messages(sid, aid), *(_dumps(m) for m in messages))
-                pipe.set(self.keys.state(sid, aid), state.model_dump_json())
-                self._queue_frames(pipe, sid, frames)
-                if acks:
-                    pipe.xack(self.keys.nudges, NUDGE_GROUP, *acks)
-                await self._execute(pipe, sid, frames)
-        return frames
+            batch = self._batch(sid)
+            batch.expect_len(k.messages(sid, aid), stored_messages)
+            batch.rpush(k.messages(sid, aid), [_dumps(m) for m in messages])
+            batch.set(k.state(sid, aid), state.model_dump_json())
+            batch.sadd(k.seen(sid, aid), nudges.seen)
+            batch.hset(
+                k.pending(sid, aid), {n.nudge_id: n.model_dump_json() for n in nudges.pending_added}
+            )
+            batch.hdel(k.pending(sid, aid), nudges.pending_removed)
+            batch.xack(k.nudges(sid), NUDGE_GROUP, acks)
+            return await self._write(sid, batch, events)
 
     async def step_landed(self, config: AgentConfig, commits: int) -> bool:
         """Whether the commit numbered `commits` ran although its reply was lost.
 
-        A MULTI runs whole or not at all, and every commit writes the agent state with
+        A write lands whole or not at all, and every commit writes the agent state with
         its number, so the stored state tells.
         """
         raw = await self.redis.get(self.keys.state(config.session, config.agent))
@@ -143,52 +276,28 @@ class Store:
     async def append_events(
         self, sid: str, events: Sequence[Event], acks: Sequence[str] = ()
     ) -> list[Frame]:
-        """Record events that change no agent (and ack the nudges they concern)."""
+        """Record events that change no agent (and ack the nudge entries they concern)."""
         async with self._lock(sid):
-            frames = await self._frames(sid, events)
-            async with self.redis.pipeline(transaction=True) as pipe:
-                self._queue_frames(pipe, sid, frames)
-                if acks:
-                    pipe.xack(self.keys.nudges, NUDGE_GROUP, *acks)
-                await self._execute(pipe, sid, frames)
-        return frames
+            batch = self._batch(sid)
+            batch.xack(self.keys.nudges(sid), NUDGE_GROUP, acks)
+            return await self._write(sid, batch, events)
 
     async def record_standing(self, nudge: Nudge, event: Event, ack: str) -> list[Frame]:
         """Keep a standing nudge for every present and future agent of its session, and
         ack its stream entry, atomically; agents then record it as usual."""
         sid = nudge.session
         async with self._lock(sid):
-            frames = await self._frames(sid, [event])
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.rpush(self.keys.standing(sid), nudge.model_dump_json())
-                self._queue_frames(pipe, sid, frames)
-                pipe.xack(self.keys.nudges, NUDGE_GROUP, ack)
-                await self._execute(pipe, sid, frames)
-        return frames
+            batch = self._batch(sid)
+            batch.rpush(self.keys.standing(sid), [nudge.model_dump_json()])
+            batch.xack(self.keys.nudges(sid), NUDGE_GROUP, [ack])
+            return await self._write(sid, batch, [event])
 
     async def load_standing(self, sid: str) -> list[Nudge]:
         """The session's standing nudges, oldest first, each once."""
-        raw: list[str] = await self.redis.lrange(self.keys.standing(sid), 0, -1)
-        nudges = {n.nudge_id: n for n in map(Nudge.model_validate_json, raw)}
+        key = self.keys.standing(sid)
+        raw: list[str] = await self.redis.lrange(key, 0, -1)
+        nudges = {n.nudge_id: n for n in (_parse(key, r, Nudge.model_validate_json) for r in raw)}
         return list(nudges.values())
-
-    async def reject_unknown(self, nudge_id: str, session: str, reason: str, ack: str) -> None:
-        """Report a nudge for a session that does not exist, and ack it."""
-        frame = Frame(
-            session=session,
-            seq=0,
-            ts=time.time(),
-            event=NudgeRejected(agent="", nudge_id=nudge_id, reason=reason),
-        )
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(
-                self.keys.rejected,
-                {"frame": frame.model_dump_json()},
-                maxlen=REJECTED_MAXLEN,
-                approximate=True,
-            )
-            pipe.xack(self.keys.nudges, NUDGE_GROUP, ack)
-            await pipe.execute()
 
     # -- events -----------------------------------------------------------------
 
@@ -202,7 +311,7 @@ class Store:
         else:
             reply = await self.redis.xread({key: f"{since}-0"}, count=count, block=block_ms)
             entries = reply[0][1] if reply else []
-        return [Frame.model_validate_json(fields["frame"]) for _, fields in entries]
+        return [_parse(key, fields["frame"], Frame.model_validate_json) for _, fields in entries]
 
     async def last_seq(self, sid: str) -> int:
         entries = await self.redis.xrevrange(self.keys.events(sid), count=1)
@@ -221,29 +330,30 @@ class Store:
 
     # -- nudges -----------------------------------------------------------------
 
-    async def ensure_nudge_group(self) -> None:
-        try:
-            await self.redis.xgroup_create(self.keys.nudges, NUDGE_GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    async def read_nudges(
-        self, consumer: str, *, pending: bool, block_ms: int, count: int = 100
-    ) -> list[NudgeEntry]:
-        """Read this consumer's unacknowledged entries (pending=True), or new ones."""
-        reply = await self.redis.xreadgroup(
-            NUDGE_GROUP,
-            consumer,
-            {self.keys.nudges: "0" if pending else ">"},
-            count=count,
-            block=None if pending else block_ms,
-        )
+    async def read_nudges(self, sid: str, *, start: str, count: int = 100) -> list[NudgeEntry]:
+        """Entries of the session's nudge stream: new ones (`start=">"`), or those read
+        before and not acknowledged, after the id `start`. Refused unless owned."""
+        token = self.tokens.get(sid)
+        if token is None:
+            raise NotOwner(f"this daemon does not own {sid}")
+        k = self.keys
+        reply = await READ_NUDGES(self.raw, [k.lease(sid), k.nudges(sid)], [token, start, count])
         entries = reply[0][1] if reply else []
-        return [NudgeEntry(entry_id, fields) for entry_id, fields in entries]
+        return [
+            NudgeEntry(_text(entry_id), _pairs(fields) if fields else None)
+            for entry_id, fields in entries
+        ]
+
+    async def ack(self, sid: str, entry_ids: Sequence[str]) -> None:
+        """Acknowledge entries whose nudges are already recorded (a redelivery)."""
+        if entry_ids:
+            await self.redis.xack(self.keys.nudges(sid), NUDGE_GROUP, *entry_ids)
 
     async def send_nudge(self, fields: dict[str, str]) -> str:
-        entry_id: str = await self.redis.xadd(self.keys.nudges, fields)
+        """Append a nudge to its session's stream and ring the doorbell for its owner."""
+        sid = fields["session"]
+        entry_id: str = await self.redis.xadd(self.keys.nudges(sid), fields)
+        await self.redis.publish(self.keys.doorbell, sid)
         return entry_id
 
     # -- internals --------------------------------------------------------------
@@ -251,32 +361,66 @@ class Store:
     def _lock(self, sid: str) -> asyncio.Lock:
         return self._locks.setdefault(sid, asyncio.Lock())
 
-    async def _execute(self, pipe: Any, sid: str, frames: Sequence[Frame]) -> None:
-        """Run a MULTI that writes `frames`, keeping the seq cache true either way."""
+    def _batch(self, sid: str) -> Batch:
+        return Batch(lease=self.keys.lease(sid), events=self.keys.events(sid))
+
+    async def _write(self, sid: str, batch: Batch, events: Sequence[Event]) -> list[Frame]:
+        """Number `events` after the session's last seq, add them to `batch` and run it
+        fenced by this daemon's lease; the seq cache stays true either way."""
+        token = self.tokens.get(sid)
+        if token is None:
+            raise NotOwner(f"this daemon does not own {sid}")
+        if sid not in self._seq:
+            self._seq[sid] = await self.last_seq(sid)
+        batch.after_seq = self._seq[sid]
+        now = time.time()
+        frames = [
+            Frame(session=sid, seq=batch.after_seq + 1 + i, ts=now, event=event)
+            for i, event in enumerate(events)
+        ]
+        for frame in frames:
+            # `owner`: the writer's lease token, so an audit can prove no stale write landed.
+            fields = {"frame": frame.model_dump_json(), "owner": token}
+            batch.xadd(self.keys.events(sid), f"{frame.seq}-0", fields)
         try:
-            await pipe.execute()
+            await batch.run(self.redis, token)
         except BaseException:
-            # The EXEC may or may not have run: re-read the sequence next time.
+            # It may or may not have run (a lost reply): re-read the sequence next time.
             self._seq.pop(sid, None)
             raise
         if frames:
             self._seq[sid] = frames[-1].seq
+        return frames
 
-    async def _frames(self, sid: str, events: Sequence[Event]) -> list[Frame]:
-        if sid not in self._seq:
-            self._seq[sid] = await self.last_seq(sid)
-        now = time.time()
-        first = self._seq[sid] + 1
-        return [
-            Frame(session=sid, seq=first + i, ts=now, event=event) for i, event in enumerate(events)
-        ]
 
-    def _queue_frames(self, pipe: Any, sid: str, frames: Sequence[Frame]) -> None:
-        key = self.keys.events(sid)
-        for frame in frames:
-            pipe.xadd(key, {"frame": frame.model_dump_json()}, id=f"{frame.seq}-0")
+def _undecoded(redis: Any) -> Any:
+    """A client like `redis` whose replies stay bytes."""
+    pool = redis.connection_pool
+    kwargs = {**pool.connection_kwargs, "decode_responses": False}
+    # from_pool: the new client owns its pool, so its aclose() disconnects it.
+    return type(redis).from_pool(type(pool)(connection_class=pool.connection_class, **kwargs))
+
+
+def _parse(key: str, raw: str, parse: Any) -> Any:
+    try:
+        return parse(raw)
+    except (ValueError, ValidationError) as exc:
+        raise CorruptRecord(f"{key} holds a value steer cannot read: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _pairs(flat: Iterable[bytes]) -> dict[bytes, bytes]:
+    items = list(flat)
+    return dict(zip(items[::2], items[1::2], strict=True))
 
 
 def _dumps(message: JsonValue) -> str:
     # Compact and key-order-preserving: what is stored is what is re-sent.
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

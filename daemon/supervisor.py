@@ -1,14 +1,16 @@
-"""The supervisor: starts and resumes sessions, owns their agent runners, carries out
-the operator's verbs, runs subagents, and consumes the nudge stream.
+"""The supervisor: the sessions this daemon owns, their agent runners, the operator's
+verbs and subagents.
+
+Which sessions it owns is `daemon.ownership`'s business (leases with fencing epochs);
+their nudges come from `daemon.intake`. Both call back into the supervisor (a session
+claimed or lost, a nudge or a bad entry) rather than importing it.
 
 Nudge delivery is at-least-once from Redis and effectively-once here: an entry is
-only acknowledged in the MULTI that records it in its agent's state (or reports it
-rejected, or keeps it as a standing nudge of its session), and a restarted consumer
-first re-reads its own pending entries.
+only acknowledged in the write that records it in its agent's state (or reports it
+rejected, or keeps it as a standing nudge of its session), and a new owner first
+re-reads the entries its predecessor took and never acknowledged.
 
-Subagents run concurrently up to their session's cap: each holds a slot from its start
-until it settles (done, failed or vetoed), and a parent waiting on its own children
-gives its slot back meanwhile, so nested spawns cannot starve each other.
+Subagents run concurrently up to their session's cap (`daemon.slots`).
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from redis.exceptions import RedisError, ResponseError
-
 from daemon.agent_core import AgentCore
 from daemon.agent_state import ROOT, AgentConfig, AgentState, Step, ToolCall
 from daemon.catalog import model_info
 from daemon.errors import CommandError, UnknownAgent, UnknownSession
+from daemon.intake import NudgeIntake
 from daemon.model_client import ModelClient
+from daemon.ownership import LEASE_TTL_MS, Ownership
 from daemon.prompts import system_prompt
 from daemon.runner import (
     AgentRunner,
@@ -37,9 +39,9 @@ from daemon.runner import (
     FrameSink,
     NudgeInput,
     StartInput,
-    cancelling,
 )
-from daemon.store import NudgeEntry, Store
+from daemon.slots import SlotPool
+from daemon.store import CorruptRecord, Store
 from daemon.subagents import MAX_DEPTH, SPAWN_SPEC, parse_spawn, report
 from daemon.tools import TOOL_SPECS, ToolOutcome
 from daemon.tools.sandbox import Sandbox
@@ -47,33 +49,10 @@ from protocol.envelope import Frame
 from protocol.events import AgentStarted, Event, NudgeReceived, NudgeRejected, SessionCreated
 from protocol.nudges import Nudge, SendNudge
 from protocol.sessions import SETTLED, SessionSpec, SessionSummary, StartSession
-from protocol.wire import InvalidEntry
 
 log = logging.getLogger("steer.supervisor")
 
-CONSUMER = "steerd"
-NUDGE_BLOCK_MS = 1_000
-RETRY_DELAY_S = 0.5
 STOP_RECANCEL_S = 0.2
-
-
-class SlotPool:
-    """The session's subagent slots; `take` and `give_back` are per agent, so a slot is
-    never given back twice."""
-
-    def __init__(self, size: int) -> None:
-        self._free = asyncio.Semaphore(size)
-        self._holders: set[str] = set()
-
-    async def take(self, agent: str) -> None:
-        if agent not in self._holders:
-            await self._free.acquire()
-            self._holders.add(agent)
-
-    def give_back(self, agent: str) -> None:
-        if agent in self._holders:
-            self._holders.discard(agent)
-            self._free.release()
 
 
 class Supervisor:
@@ -84,6 +63,9 @@ class Supervisor:
         *,
         default_model: str,
         sandbox: Sandbox | None = None,
+        daemon_id: str | None = None,
+        info: dict[str, Any] | None = None,
+        lease_ttl_ms: int = LEASE_TTL_MS,
         on_frames: FrameSink | None = None,
         on_delta: DeltaSink | None = None,
     ) -> None:
@@ -93,31 +75,39 @@ class Supervisor:
         self._sandbox = sandbox
         self._on_frames = on_frames
         self._on_delta = on_delta
+        self.daemon_id = daemon_id or f"d-{secrets.token_hex(4)}"
+        self.ownership = Ownership(
+            store,
+            self.daemon_id,
+            info={"pid": os.getpid(), **(info or {})},
+            on_claimed=self._load_session,
+            on_lost=self._lost,
+            ttl_ms=lease_ttl_ms,
+        )
+        self.intake = NudgeIntake(
+            store, owned=lambda: self._specs, on_nudge=self._route, on_invalid=self._reject
+        )
         self._specs: dict[str, SessionSpec] = {}
         self._runners: dict[str, dict[str, AgentRunner]] = {}
         self._slots: dict[str, SlotPool] = {}
         #: Each session's standing nudges, for the agents it has and will have.
         self._standing: dict[str, list[Nudge]] = {}
+        #: Tasks of each session (its agents and slots), cancelled when it is lost.
+        self._session_tasks: dict[str, set[asyncio.Task[None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- life cycle -------------------------------------------------------------
 
     async def start(self) -> None:
-        """Resume every stored session where it stopped, then start consuming nudges."""
-        await self.store.ensure_nudge_group()
-        for sid in await self.store.session_names():
-            spec = await self.store.load_spec(sid)
-            if spec is None:
-                continue
-            self._open(spec, standing=await self.store.load_standing(sid))
-            await self.store.load_seq(sid)
-            for stored in await self.store.load_agents(sid):
-                runner = self._launch(AgentCore(stored.config, stored.state, stored.messages))
-                self._deliver_standing(runner)
-        log.info("supervisor.started sessions=%d", len(self._specs))
-        self._spawn(self._consume_nudges())
+        """Claim this daemon's sessions and resume them where they stopped, then keep
+        the leases, take over orphans and read nudges in the background."""
+        await self.ownership.start()
+        log.info("supervisor.started daemon=%s sessions=%d", self.daemon_id, len(self._specs))
+        self._spawn(self.ownership.run(), name="ownership")
+        self._spawn(self.intake.run(), name="intake")
 
-    async def stop(self) -> None:
+    async def stop(self, *, release: bool = True) -> None:
+        """Stop every task; with `release`, let other daemons take the sessions at once."""
         # redis-py retries a command whose connection broke, and a cancelled blocking read
         # can look like one: a single cancel() may be absorbed, so repeat until all ended.
         pending = set(self._tasks)
@@ -126,6 +116,8 @@ class Supervisor:
                 task.cancel()
             _, pending = await asyncio.wait(pending, timeout=STOP_RECANCEL_S)
         self._tasks.clear()
+        if release:
+            await self.ownership.stop()
 
     # -- sessions -----------------------------------------------------------------
 
@@ -154,10 +146,19 @@ class Supervisor:
             system_messages=model_info(model).system_messages,
             approve=request.approve,
         )
-        await self.store.create_session(spec, root)
-        await self._emit(sid, [SessionCreated(agent=ROOT, spec=spec), _started(root)])
+        frames = await self.store.create_session(
+            spec,
+            root,
+            [SessionCreated(agent=ROOT, spec=spec), _started(root)],
+            daemon_id=self.daemon_id,
+            ttl_ms=self.ownership.ttl_ms,
+        )
+        if frames is None:  # the id was taken meanwhile: 1 in 16 million, try another
+            return await self.create_session(request)
+        self._publish(frames)
         self._open(spec)
         self._launch(AgentCore(root))
+        self.intake.open(sid)
         log.info("session.created sid=%s name=%s model=%s", sid, spec.name, model)
         return spec
 
@@ -328,7 +329,7 @@ class Supervisor:
         runner = self._launch(AgentCore(config, state), hold_slot=False)  # reserves the id
         self._publish(await self.store.add_agent(config, state, [_started(config)]))
         self._deliver_standing(runner)  # before it starts: they open its conversation
-        self._spawn(self._hold_slot(runner), name=f"slot {sid}/{config.agent}")
+        self._spawn(self._hold_slot(runner), name=f"slot {sid}/{config.agent}", session=sid)
         log.info("agent.spawned sid=%s agent=%s parent=%s", sid, config.agent, parent.agent)
         return runner
 
@@ -348,11 +349,50 @@ class Supervisor:
     def _created_at(self, sid: str) -> float:
         return self._specs[sid].created_at
 
+    async def _load_session(self, sid: str) -> None:
+        """Resume a session just claimed, exactly as after a restart: everything is read
+        before any of its agents starts, then its unacknowledged nudges are re-read."""
+        try:
+            spec = await self.store.load_spec(sid)
+            if spec is None:
+                log.warning("session.missing sid=%s: listed but never written", sid)
+                return
+            standing = await self.store.load_standing(sid)
+            await self.store.load_seq(sid)
+            agents = await self.store.load_agents(sid)
+        except CorruptRecord as exc:
+            # Kept (so no daemon loops on it) but not driven; the log names the key.
+            log.error("session.unreadable sid=%s error=%s", sid, exc)
+            return
+        self._open(spec, standing)
+        for stored in agents:
+            core = AgentCore(
+                stored.config,
+                stored.state,
+                stored.messages,
+                pending=stored.pending,
+                seen=stored.seen,
+            )
+            self._deliver_standing(self._launch(core))
+        self.intake.open(sid)
+
+    def _lost(self, sid: str) -> None:
+        """Stop driving a session another daemon may own by now: cancel its agents."""
+        self.intake.close(sid)
+        for task in self._session_tasks.pop(sid, set()):
+            task.cancel()
+        self._specs.pop(sid, None)
+        self._runners.pop(sid, None)
+        self._slots.pop(sid, None)
+        self._standing.pop(sid, None)
+        self.store.forget(sid)
+
     def _open(self, spec: SessionSpec, standing: Sequence[Nudge] = ()) -> None:
         self._specs[spec.id] = spec
         self._runners.setdefault(spec.id, {})
         self._slots[spec.id] = SlotPool(spec.max_parallel_subagents)
         self._standing[spec.id] = list(standing)
+        self._session_tasks.setdefault(spec.id, set())
 
     def _deliver_standing(self, runner: AgentRunner) -> None:
         """Hand an agent the session's standing nudges (it skips those it has seen)."""
@@ -370,15 +410,23 @@ class Supervisor:
             sandbox=self._sandbox,
             on_frames=self._on_frames,
             on_delta=self._on_delta,
+            on_fenced=self._fenced,
             autostart=not subagent,
         )
-        self._runners[core.config.session][core.config.agent] = runner
-        self._spawn(runner.run(), name=f"agent {core.config.session}/{core.config.agent}")
+        sid = core.config.session
+        self._runners[sid][core.config.agent] = runner
+        self._spawn(runner.run(), name=f"agent {sid}/{core.config.agent}", session=sid)
         if subagent and hold_slot and core.state.status not in SETTLED:
             self._spawn(
-                self._hold_slot(runner), name=f"slot {core.config.session}/{core.config.agent}"
+                self._hold_slot(runner), name=f"slot {sid}/{core.config.agent}", session=sid
             )
         return runner
+
+    def _fenced(self, sid: str) -> None:
+        """An agent's write was refused: the lease is gone (or the store moved on)."""
+        if sid in self._specs:
+            log.warning("session.lost sid=%s reason=a write was fenced", sid)
+            self._lost(sid)
 
     def _runner(self, sid: str, agent: str) -> AgentRunner:
         runner = self._runners.get(sid, {}).get(agent)
@@ -418,13 +466,19 @@ class Supervisor:
             if isinstance(result, BaseException):
                 raise result
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str | None = None) -> None:
+    def _spawn(
+        self, coro: Coroutine[Any, Any, None], name: str | None = None, session: str | None = None
+    ) -> None:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
+        if session is not None:
+            self._session_tasks[session].add(task)
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        for tasks in self._session_tasks.values():
+            tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("supervisor.task_died task=%s", task.get_name(), exc_info=task.exception())
 
@@ -435,64 +489,29 @@ class Supervisor:
         if frames and self._on_frames is not None:
             self._on_frames(frames)
 
-    async def _consume_nudges(self) -> None:
-        pending = True  # after a restart, first re-read what we took but never acked
-        while True:
-            try:
-                entries = await self.store.read_nudges(
-                    CONSUMER, pending=pending, block_ms=NUDGE_BLOCK_MS
-                )
-                if pending and not entries:
-                    pending = False
-                for entry in entries:
-                    await self._route(entry)
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                log.error("nudges.history_lost: the nudge stream or its group vanished")
-                await self.store.ensure_nudge_group()
-            except (RedisError, OSError) as exc:
-                if cancelling():
-                    raise  # redis-py can turn a cancelled blocking read into ConnectionError
-                log.warning("nudges.redis_unavailable error=%s", exc)
-                await asyncio.sleep(RETRY_DELAY_S)
-                pending = True
-
-    async def _route(self, entry: NudgeEntry) -> None:
-        nudge_id = entry.fields.get("nudge_id") or entry.entry_id
-        session = entry.fields.get("session", "")
-        if not entry.fields:
-            log.error("nudge.lost_to_trimming entry=%s", entry.entry_id)
-            await self.store.reject_unknown(nudge_id, session, "lost to trimming", entry.entry_id)
-            return
-        try:
-            nudge = Nudge.from_fields(entry.fields)
-        except InvalidEntry as exc:
-            await self._reject(nudge_id, session, f"invalid nudge: {exc.reason}", entry.entry_id)
-            return
-        if nudge.standing and nudge.session in self._specs:
+    async def _route(self, sid: str, entry_id: str, nudge: Nudge) -> None:
+        """A nudge from the session's stream: to its agent, or to all (standing)."""
+        if nudge.standing:
             event = NudgeReceived(agent="*", nudge=nudge)
-            self._publish(await self.store.record_standing(nudge, event, entry.entry_id))
-            standing = self._standing[nudge.session]
+            self._publish(await self.store.record_standing(nudge, event, entry_id))
+            standing = self._standing[sid]
             if all(n.nudge_id != nudge.nudge_id for n in standing):  # not a redelivery
                 standing.append(nudge)
-            for each in self._runners[nudge.session].values():
+            for each in self._runners[sid].values():
                 if each.core.finished is None:
                     each.deliver(NudgeInput(nudge, None))
             return
-        runner = self._runners.get(nudge.session, {}).get(nudge.agent or ROOT)
+        runner = self._runners.get(sid, {}).get(nudge.agent or ROOT)
         if runner is None:
-            await self._reject(nudge_id, session, f"no agent {nudge.target}", entry.entry_id)
+            await self._reject(sid, entry_id, nudge.nudge_id, f"no agent {nudge.target}")
             return
-        runner.deliver(NudgeInput(nudge, entry.entry_id))
+        runner.deliver(NudgeInput(nudge, entry_id))
 
-    async def _reject(self, nudge_id: str, session: str, reason: str, entry_id: str) -> None:
-        log.warning("nudge.rejected nudge=%s session=%s reason=%s", nudge_id, session, reason)
-        if session in self._specs:
-            event = NudgeRejected(agent="", nudge_id=nudge_id, reason=reason)
-            await self._emit(session, [event], acks=[entry_id])
-        else:
-            await self.store.reject_unknown(nudge_id, session, reason, entry_id)
+    async def _reject(self, sid: str, entry_id: str, nudge_id: str, reason: str) -> None:
+        """Report a nudge entry that cannot be delivered, once, and acknowledge it."""
+        log.warning("nudge.rejected sid=%s nudge=%s reason=%s", sid, nudge_id, reason)
+        event = NudgeRejected(agent="", nudge_id=nudge_id, reason=reason)
+        await self._emit(sid, [event], acks=[entry_id])
 
 
 def _started(config: AgentConfig) -> AgentStarted:

@@ -20,6 +20,7 @@ from protocol.websocket import (
     ServerMessage,
     TextDelta,
 )
+from tests.fixtures.daemon import own
 
 
 def frame(sid: str, seq: int) -> Frame:
@@ -152,6 +153,7 @@ def test_while_catching_up_live_frames_are_only_noted(hub: Hub) -> None:
 
 async def test_catching_up_replays_the_store_then_goes_live(hub: Hub, store: Store) -> None:
     sid = "s-catch"
+    await own(store, sid)
     stored = await store.append_events(sid, [frame(sid, 0).event] * 8)
     sub = hub.connect()
     assert await hub.subscribe(sub, lambda: [sid], since={sid: 2}, replay=True) == {sid: 2}
@@ -173,6 +175,7 @@ async def test_catching_up_replays_the_store_then_goes_live(hub: Hub, store: Sto
 
 async def test_replay_false_starts_after_the_stored_frames(hub: Hub, store: Store) -> None:
     sid = "s-now"
+    await own(store, sid)
     await store.append_events(sid, [frame(sid, 0).event] * 3)
     sub = hub.connect()
     starts = await hub.subscribe(sub, lambda: [sid, "s-given"], since={"s-given": 9}, replay=False)
@@ -183,6 +186,7 @@ async def test_star_registers_sessions_named_after_the_start_points_were_read(
     hub: Hub, store: Store
 ) -> None:
     known = ["s-old"]
+    await own(store, "s-old")
     await store.append_events("s-old", [frame("s-old", 0).event] * 2)
 
     def sessions() -> list[str]:

@@ -33,8 +33,8 @@ async def refused(daemon: Daemon, **kwargs: Any) -> int:
     return response.status_code
 
 
-async def nudges_queued(daemon: Daemon) -> int:
-    length: int = await daemon.store.redis.xlen(daemon.keys.nudges)
+async def nudges_queued(daemon: Daemon, sid: str) -> int:
+    length: int = await daemon.store.redis.xlen(daemon.keys.nudges(sid))
     return length
 
 
@@ -153,19 +153,19 @@ async def test_an_oversized_frame_closes_the_connection_before_any_work(
     daemon: Daemon, tmp_path: Path
 ) -> None:
     spec = await session(daemon, tmp_path)
-    before = await nudges_queued(daemon)
+    before = await nudges_queued(daemon, spec.id)
     command = json.dumps({"id": "big", "type": "nudge", "session": spec.id, "text": "hi"})
     async with daemon.ws() as ws:
         # Just under the limit: a valid command (JSON allows the padding).
         fits = command[:-1] + " " * (MAX_CLIENT_FRAME_BYTES - len(command)) + "}"
         await ws.send_raw(fits)
         assert (await ws.ack("big")).ok
-        assert await nudges_queued(daemon) == before + 1
+        assert await nudges_queued(daemon, spec.id) == before + 1
         await ws.send_raw(command[:-1] + " " * MAX_CLIENT_FRAME_BYTES + "}")
         with pytest.raises(ConnectionClosed) as info:
             await ws.recv()
         assert info.value.rcvd is not None and info.value.rcvd.code == 1009
-    assert await nudges_queued(daemon) == before + 1
+    assert await nudges_queued(daemon, spec.id) == before + 1
     async with daemon.ws() as ws:  # the daemon is fine
         assert await ws.ok("ping") == "pong"
 
@@ -173,7 +173,7 @@ async def test_an_oversized_frame_closes_the_connection_before_any_work(
 async def test_a_command_flood_is_rate_limited_without_work(daemon: Daemon, tmp_path: Path) -> None:
     spec = await session(daemon, tmp_path)
     limits = daemon.hub.limits
-    before = await nudges_queued(daemon)
+    before = await nudges_queued(daemon, spec.id)
     flood = 600
     async with daemon.ws() as ws:
         began = time.monotonic()
@@ -186,7 +186,7 @@ async def test_a_command_flood_is_rate_limited_without_work(daemon: Daemon, tmp_
         assert len(accepted) + len(limited) == flood
         allowed = limits.burst + limits.rate_per_s * elapsed
         assert limits.burst <= len(accepted) <= allowed
-        assert await nudges_queued(daemon) - before == len(accepted)
+        assert await nudges_queued(daemon, spec.id) - before == len(accepted)
 
 
 async def test_a_client_that_keeps_flooding_is_closed(make_daemon: MakeDaemon) -> None:

@@ -292,7 +292,7 @@ async def test_a_standing_nudge_reaches_every_agent_including_later_subagents(
         assert note in supervisor.core(spec.id, agent).messages, agent
     for child in ("a1", "a2"):  # right after its task, in its first request
         assert supervisor.core(spec.id, child).messages[1] == note
-        assert nudge.nudge_id in supervisor.core(spec.id, child).state.seen_nudges
+        assert nudge.nudge_id in supervisor.core(spec.id, child).seen
 
 
 async def test_subagents_live_on_across_a_daemon_restart(

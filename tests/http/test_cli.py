@@ -150,7 +150,7 @@ def test_nudge_redirect_and_all_reach_the_stream(
     assert with_agent.returncode == 2 and "--all addresses every agent" in with_agent.stderr
 
     with Redis.from_url(redis_url, decode_responses=True) as redis:
-        entries = redis.xrange(Keys(key_prefix).nudges)
+        entries = redis.xrange(Keys(key_prefix).nudges(sid))
     sent = {fields["nudge_id"]: fields for _, fields in entries}
     first = Nudge.from_fields(sent[redirect.stdout.strip()])
     assert (first.session, first.agent, first.mode) == (sid, None, "redirect")

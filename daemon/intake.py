@@ -1,0 +1,186 @@
+"""Nudge intake: reads the nudge streams of the sessions this daemon owns, decodes
+every entry as untrusted input, and hands each nudge (or each refusal) on.
+
+Each session has its own stream, read by its owner only (a fenced script refuses any
+other daemon). A session is read:
+- when it is opened (claimed at start, taken over, or created): first the entries read
+  before and never acknowledged, once, page by page from the oldest, then new ones;
+- when its doorbell rings: every sender publishes the session id right after its XADD;
+- by a sweep every few seconds, which covers doorbells missed while the Pub/Sub
+  connection was down.
+Reads of one session never overlap; a wake-up during a read makes it read again.
+
+Nothing in an entry can stop delivery: bytes that are not UTF-8, bad numbers, missing,
+extra or oversized fields all make `Nudge.from_fields` raise `InvalidEntry`, and the
+entry is reported once (with its id and the reason) and acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Collection
+
+from redis.exceptions import RedisError, ResponseError
+
+from daemon.fenced import FenceError
+from daemon.store import NudgeEntry, Store
+from protocol.nudges import Nudge
+from protocol.wire import InvalidEntry
+
+log = logging.getLogger("steer.intake")
+
+#: Entries read per round trip.
+PAGE = 100
+#: Every owned session is read this often even if no doorbell rang.
+SWEEP_S = 2.0
+RETRY_DELAY_S = 0.5
+
+#: (session, entry id, nudge): deliver a decoded nudge.
+OnNudge = Callable[[str, str, Nudge], Awaitable[None]]
+#: (session, entry id, nudge id or entry id, reason): report and acknowledge a bad entry.
+OnInvalid = Callable[[str, str, str, str], Awaitable[None]]
+
+
+class NudgeIntake:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        owned: Callable[[], Collection[str]],
+        on_nudge: OnNudge,
+        on_invalid: OnInvalid,
+    ) -> None:
+        self._store = store
+        self._owned = owned
+        self._on_nudge = on_nudge
+        self._on_invalid = on_invalid
+        #: Sessions still re-reading their unacknowledged entries, with the read cursor.
+        self._recovering: dict[str, str] = {}
+        self._reading: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
+
+    def open(self, sid: str) -> None:
+        """Start reading a session just claimed: its unacknowledged entries first."""
+        self._recovering[sid] = "0"
+        self.wake(sid)
+
+    def close(self, sid: str) -> None:
+        """Stop reading a session this daemon no longer owns."""
+        self._recovering.pop(sid, None)
+        self._again.discard(sid)
+        task = self._reading.pop(sid, None)
+        if task is not None:
+            task.cancel()
+
+    def wake(self, sid: str) -> None:
+        """Read the session's stream now (or again, right after the read under way)."""
+        if sid in self._reading:
+            self._again.add(sid)
+            return
+        task = asyncio.create_task(self._read(sid), name=f"intake {sid}")
+        self._reading[sid] = task
+        task.add_done_callback(lambda _: self._reading.pop(sid, None))
+
+    async def run(self) -> None:
+        """Listen to the doorbell and sweep, until cancelled."""
+        sweeper = asyncio.create_task(self._sweep(), name="intake sweep")
+        try:
+            await self._listen()
+        finally:
+            sweeper.cancel()
+            for task in list(self._reading.values()):
+                task.cancel()
+            await asyncio.gather(sweeper, *self._reading.values(), return_exceptions=True)
+
+    # -- internals --------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        channel = self._store.keys.doorbell
+        while True:
+            pubsub = self._store.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(channel)
+                # Doorbells rung while unsubscribed are lost: read everything once.
+                for sid in list(self._owned()):
+                    self.wake(sid)
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is not None and message.get("type") == "message":
+                        sid = message.get("data")
+                        if isinstance(sid, str) and sid in self._owned():
+                            self.wake(sid)
+            except (RedisError, OSError) as exc:
+                log.warning("intake.doorbell_down error=%s", exc)
+                await asyncio.sleep(RETRY_DELAY_S)
+            finally:
+                await pubsub.aclose()
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            for sid in list(self._owned()):
+                self.wake(sid)
+
+    async def _read(self, sid: str) -> None:
+        try:
+            while True:
+                self._again.discard(sid)
+                await self._drain(sid)
+                if sid not in self._again:
+                    return
+        except FenceError:
+            return  # no longer ours: the ownership loop drops the session
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                log.error("intake.history_lost sid=%s: the nudge stream or its group vanished", sid)
+            else:
+                log.warning("intake.read_failed sid=%s error=%s", sid, exc)
+            self._recovering[sid] = "0"
+        except (RedisError, OSError) as exc:
+            log.warning("intake.read_failed sid=%s error=%s", sid, exc)
+            # Entries handed out may not be acked yet: re-read them all (each is a no-op
+            # if already recorded), at the next wake-up or sweep.
+            self._recovering[sid] = "0"
+
+    async def _drain(self, sid: str) -> None:
+        while (cursor := self._recovering.get(sid)) is not None:
+            entries = await self._store.read_nudges(sid, start=cursor, count=PAGE)
+            if not entries:
+                del self._recovering[sid]
+                break
+            for entry in entries:
+                await self._handle(sid, entry)
+            self._recovering[sid] = entries[-1].entry_id
+        while True:
+            entries = await self._store.read_nudges(sid, start=">", count=PAGE)
+            for entry in entries:
+                await self._handle(sid, entry)
+            if len(entries) < PAGE:
+                return
+
+    async def _handle(self, sid: str, entry: NudgeEntry) -> None:
+        if entry.fields is None:
+            log.error("nudge.lost_to_trimming sid=%s entry=%s", sid, entry.entry_id)
+            await self._on_invalid(sid, entry.entry_id, entry.entry_id, "lost to trimming")
+            return
+        try:
+            nudge = Nudge.from_fields(entry.fields)
+        except InvalidEntry as exc:
+            await self._on_invalid(sid, entry.entry_id, _nudge_id(entry), f"invalid nudge: {exc}")
+            return
+        if nudge.session != sid:
+            reason = "invalid nudge: it names another session than its stream's"
+            await self._on_invalid(sid, entry.entry_id, nudge.nudge_id, reason)
+            return
+        await self._on_nudge(sid, entry.entry_id, nudge)
+
+
+def _nudge_id(entry: NudgeEntry) -> str:
+    """The entry's nudge id if it is a sane one, for the report; else the entry id."""
+    raw = (entry.fields or {}).get(b"nudge_id", b"")
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        return entry.entry_id
+    return text if 0 < len(text) <= 64 and text.isprintable() else entry.entry_id

@@ -1,0 +1,140 @@
+"""Ownership: which sessions this daemon drives, so that no session ever has two.
+
+The protocol (docs/design.md, "Ownership"):
+- A session's lease key holds `<daemon id>:<epoch>` with a TTL. The owner renews all
+  its leases every third of the TTL in one pipelined round trip.
+- The epoch grows on every claim and never expires, so a stale owner's token can never
+  match again; every write of a session is fenced by it (`daemon.fenced`).
+- A daemon that finds a lease lost when renewing, or whose write is refused, drops the
+  session at once (its agents are cancelled). One that could not renew for a whole TTL
+  drops every session: another daemon may own them by now.
+- Claims: at start a daemon takes back the sessions whose lease still names its own id
+  (its previous life: one home runs one daemon, see `daemon.home_lock`) and orphans
+  (no live lease). Every `SCAN_S` it looks for orphans again (their owner died or
+  stopped) and takes at most its fair share, ceil(sessions / live daemons) minus what
+  it owns, in random order: daemons taking over at the same time split the orphans
+  instead of one grabbing all, and live owners are never preempted.
+- Each daemon registers itself (address, pid, expiry) in the daemons hash at every
+  renewal; registrations that expired are ignored and pruned.
+- A clean stop releases every lease, so the others take over at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from daemon.store import Store
+
+log = logging.getLogger("steer.ownership")
+
+LEASE_TTL_MS = 10_000
+#: How often a daemon looks for sessions without a live owner.
+SCAN_S = 1.0
+
+
+class Ownership:
+    def __init__(
+        self,
+        store: Store,
+        daemon_id: str,
+        *,
+        info: dict[str, Any],
+        on_claimed: Callable[[str], Awaitable[None]],
+        on_lost: Callable[[str], None],
+        ttl_ms: int = LEASE_TTL_MS,
+        scan_s: float = SCAN_S,
+    ) -> None:
+        self._store = store
+        self.daemon_id = daemon_id
+        self._info = info
+        self._on_claimed = on_claimed
+        self._on_lost = on_lost
+        self.ttl_ms = ttl_ms
+        self._scan_s = scan_s
+        self._renewed_at = time.monotonic()
+
+    @property
+    def owned(self) -> list[str]:
+        return list(self._store.tokens)
+
+    async def start(self) -> None:
+        """Register, then claim this daemon's own sessions and its share of orphans."""
+        await self._register()
+        await self.scan()
+
+    async def run(self) -> None:
+        """Renew leases and take over orphans until cancelled."""
+        renew_every = self.ttl_ms / 3000
+        next_renewal = time.monotonic() + renew_every
+        while True:
+            await asyncio.sleep(min(self._scan_s, max(0.0, next_renewal - time.monotonic())))
+            try:
+                if time.monotonic() >= next_renewal:
+                    next_renewal = time.monotonic() + renew_every
+                    await self.renew()
+                await self.scan()
+            except (RedisError, OSError) as exc:
+                log.warning("ownership.redis_unavailable error=%s", exc)
+                if (time.monotonic() - self._renewed_at) * 1000 > self.ttl_ms:
+                    self._lose(self.owned, "leases not renewed for a whole TTL")
+
+    async def stop(self) -> None:
+        """Release every lease and deregister, so other daemons take over at once."""
+        for sid in self.owned:
+            try:
+                await self._store.release(sid)
+            except (RedisError, OSError):
+                self._store.forget(sid)
+        try:
+            await self._store.deregister_daemon(self.daemon_id)
+        except (RedisError, OSError) as exc:
+            log.warning("ownership.deregister_failed error=%s", exc)
+
+    async def renew(self) -> None:
+        started = time.monotonic()
+        await self._register()
+        lost = await self._store.renew(self.owned, self.ttl_ms)
+        self._renewed_at = started
+        self._lose(lost, "lease lost")
+
+    async def scan(self) -> None:
+        """Claim this daemon's own sessions and its fair share of orphans."""
+        sids = list(await self._store.session_names())
+        owned = set(self.owned)
+        candidates = [sid for sid in sids if sid not in owned]
+        if not candidates:
+            return
+        holders = await self._store.lease_holders(candidates)
+        mine = [s for s, h in holders.items() if h is not None and _holder(h) == self.daemon_id]
+        orphans = [s for s, h in holders.items() if h is None]
+        if not mine and not orphans:
+            return
+        live = max(1, len(await self._store.live_daemons()))
+        room = math.ceil(len(sids) / live) - len(owned) - len(mine)
+        random.shuffle(orphans)
+        for sid in mine + orphans[: max(0, room)]:
+            if await self._store.claim(sid, self.daemon_id, self.ttl_ms, mode="mine"):
+                log.info("session.claimed sid=%s token=%s", sid, self._store.tokens[sid])
+                await self._on_claimed(sid)
+
+    def _lose(self, sids: list[str], why: str) -> None:
+        for sid in sids:
+            log.warning("session.lost sid=%s reason=%s", sid, why)
+            self._store.forget(sid)
+            self._on_lost(sid)
+
+    async def _register(self) -> None:
+        info = {**self._info, "expires_at": time.time() + self.ttl_ms / 1000}
+        await self._store.register_daemon(self.daemon_id, info)
+
+
+def _holder(token: str) -> str:
+    return token.rpartition(":")[0]
