@@ -39,7 +39,8 @@ async def test_control_characters_are_drawn_as_escapes_and_markup_as_text(
     daemon: Daemon, tmp_path: Path
 ) -> None:
     (tmp_path / NOTES).write_text(PAYLOAD + "\n")
-    sid = await start(daemon, "[scenario:control-chars] tui: safe", tmp_path)
+    task = f"[scenario:control-chars] {PAYLOAD}"
+    sid = await start(daemon, task, tmp_path)
     async with dashboard(daemon, select=sid) as dash:
         root = dash.agent(sid)
         assert root is not None
@@ -65,8 +66,11 @@ async def test_control_characters_are_drawn_as_escapes_and_markup_as_text(
         (tool,) = transcript.query(ToolView)
         await dash.until(lambda: not tool.collapsed, "the tool call open")
 
-        (task,) = transcript.query(TaskView)
-        assert drawn(task) == "task  [scenario:control-chars] tui: safe"
+        (task_view,) = transcript.query(TaskView)
+        assert drawn(task_view) == f"task  [scenario:control-chars] {SHOWN}"
+        assert f"\ntask: [scenario:control-chars] {SHOWN}" in drawn(dash.app.header)
+        row = dash.app.table.render_line(1).text
+        assert r"[scenario:control-chars] \x1b]0;PWNED\x07" in row, row  # cut to the column
         first, _, ack = (drawn(view) for view in transcript.query(ReplyView))
         assert first.endswith(f"\nReading the notes: {SHOWN}")
         title = drawn(tool.query_one(CollapsibleTitle))
