@@ -28,6 +28,7 @@ def test_each_active_character_becomes_a_python_style_escape() -> None:
     for char in ACTIVE:
         shown = visible(char)
         assert shown.startswith("\\") and shown.isprintable() and shown.isascii(), repr(char)
+        assert visible(f"é{char}") == f"é{shown}"  # non-ASCII text takes another path
 
 
 def test_multi_line_text_keeps_its_newlines_and_tabs_only() -> None:
