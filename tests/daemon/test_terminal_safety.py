@@ -1,7 +1,8 @@
 """Terminal safety end to end: the real `steer` CLI against a real `steer daemon`, with
 terminal control sequences in the model's text, in a file the agent reads, in a nudge
 and in a session's fields. The CLI shows them as escapes (`protocol/text.py`), `--json`
-carries them exactly, and the daemon's log keeps one line per record (`daemon/logfmt.py`).
+carries them exactly, and the daemon's log keeps one line per record, its values capped
+(`daemon/logfmt.py`).
 Output is read as bytes: decoding text would turn a raw CR into a newline."""
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
-from redis import Redis
 
-from daemon.keys import Keys
 from daemon.logfmt import VALUE_CHARS
 from daemon.paths import DAEMON_FILE, TOKEN_FILE
 from tests.fixtures.steer_process import BIN, DaemonProcess, until
@@ -100,8 +99,8 @@ def test_show_logs_and_errors_print_control_characters_as_escapes(
     assert error.count("\n") == 1 and SHOWN in error
 
 
-def test_a_field_with_a_newline_or_a_megabyte_is_one_capped_log_line(
-    steer_daemon: DaemonProcess, tmp_path: Path, redis_url: str, key_prefix: str
+def test_a_field_with_a_newline_or_a_long_value_is_one_capped_log_line(
+    steer_daemon: DaemonProcess, tmp_path: Path
 ) -> None:
     model = f"m{PAYLOAD}\n{FORGED}"
     out, _ = steer(steer_daemon, "run", "forge", "--workdir", str(tmp_path), "--model", model)
@@ -111,22 +110,28 @@ def test_a_field_with_a_newline_or_a_megabyte_is_one_capped_log_line(
     (row,) = [json.loads(line) for line in steer(steer_daemon, "ls", "--json")[0].splitlines()]
     assert row["spec"]["model"] == model
 
-    # Straight onto the nudge stream, as any Redis client may write it.
-    with Redis.from_url(redis_url) as redis:
-        nudges = Keys(key_prefix).nudges
-        redis.xadd(nudges, {"nudge_id": "n-forged", "session": f"x\n{FORGED}", "text": "hi"})
-        redis.xadd(nudges, {"nudge_id": "n-huge", "session": "y" * 1_000_000, "text": "hi"})
+    # A nudge for an agent that does not exist is rejected, and the reason names it.
+    sent = steer_daemon.cli(f"{sid}/x\n{FORGED}", "hi", tool="nudge")
+    assert sent.returncode == 0, sent.stderr
+    # A request refused before any route (no token) is logged with its path.
+    url = json.loads((steer_daemon.home / DAEMON_FILE).read_text())["url"]
+    path = "/v1/" + "a" * 10_000
+    assert httpx.get(url + path).status_code == 401
 
     log = steer_daemon.home / "daemon.log"
-    until(lambda: "nudge=n-huge" in log.read_text(), what="the huge nudge's rejection")
+    until(
+        lambda: "nudge.rejected" in (text := log.read_text()) and "guard.refused" in text,
+        what="the rejection and the refusal logged",
+    )
     text = log.read_text()
     lines = text.split("\n")
     assert "\x1b" not in text and "\r" not in text
     assert not [line for line in lines if line.startswith("2099")]
     (created,) = [line for line in lines if "session.created" in line]
     assert f"sid={sid}" in created and f"model=m{SHOWN}\\n{FORGED}" in created
-    (forged,) = [line for line in lines if "nudge=n-forged" in line]
-    assert f"session=x\\n{FORGED}" in forged
-    (huge,) = [line for line in lines if "nudge=n-huge" in line]
-    assert f"session={'y' * VALUE_CHARS}…(+{1_000_000 - VALUE_CHARS})" in huge
-    assert len(huge) < 1_000
+    (rejected,) = [line for line in lines if "nudge.rejected" in line]
+    assert f"reason=no agent {sid}/x\\n{FORGED}" in rejected
+    (refused,) = [line for line in lines if "guard.refused" in line]
+    shown = repr(path)[:VALUE_CHARS]
+    assert f"path={shown}…(+{len(repr(path)) - VALUE_CHARS})" in refused
+    assert len(refused) < 1_000
