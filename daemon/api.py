@@ -9,6 +9,10 @@ behind the token like every other route; there is no docs UI.
 
 Nudges sent here take the same Redis stream as the `nudge` command, so every
 sender gets the same durability and effectively-once semantics.
+
+Reads are served from what the supervisor holds in memory; while the daemon cannot
+reach Redis (`RedisMonitor`), `/v1/health` says so and session summaries carry
+`stale_since`.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import AsyncIterator, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -28,6 +32,9 @@ from starlette.exceptions import HTTPException
 
 from daemon.commands import execute
 from daemon.errors import HTTP_STATUS, CommandError, UnknownAgent
+from daemon.follow import follow as follow_events
+from daemon.hub import Hub
+from daemon.redis_health import RedisMonitor, stale
 from daemon.store import Store
 from daemon.supervisor import Supervisor
 from protocol.commands import (
@@ -52,9 +59,6 @@ from protocol.envelope import PROTOCOL_VERSION
 from protocol.nudges import Nudge, SendNudge
 from protocol.sessions import AgentSummary, SessionSpec, SessionSummary, StartSession
 
-#: Well under redis-py's default 5 s socket timeout, which a longer BLOCK would hit.
-FOLLOW_BLOCK_MS = 2_000
-
 SessionRef = Annotated[
     str, Path(min_length=1, max_length=64, description="session id, unique id prefix or name")
 ]
@@ -75,9 +79,15 @@ class ErrorResponse(BaseModel):
 class Health(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    #: False while Redis is down: agents cannot record progress, figures are stale.
     ok: bool
     protocol: int
     pid: int
+    redis: Literal["up", "down"]
+    #: When Redis was last seen to come up or go down (unix time).
+    redis_since: float
+    #: The last failure to reach Redis (kept once it is back), if any.
+    redis_error: str | None = None
 
 
 class NDJSONResponse(StreamingResponse):
@@ -111,7 +121,8 @@ _NO_APPROVE = ApproveRequest()
 _NO_DENY = DenyRequest()
 
 
-def create_api(supervisor: Supervisor, store: Store) -> FastAPI:
+def create_api(supervisor: Supervisor, store: Store, hub: Hub, redis: RedisMonitor) -> FastAPI:
+    """The routes; `store` and `hub` read events (with the readers' Redis pool)."""
     app = FastAPI(
         title="steer",
         version=str(PROTOCOL_VERSION),
@@ -161,15 +172,23 @@ def create_api(supervisor: Supervisor, store: Store) -> FastAPI:
 
     @app.get("/v1/health")
     async def health() -> Health:
-        return Health(ok=True, protocol=PROTOCOL_VERSION, pid=os.getpid())
+        status = redis.status
+        return Health(
+            ok=status.up,
+            protocol=PROTOCOL_VERSION,
+            pid=os.getpid(),
+            redis="up" if status.up else "down",
+            redis_since=status.since,
+            redis_error=status.error,
+        )
 
     @app.get("/v1/sessions")
     async def list_sessions() -> list[SessionSummary]:
-        return supervisor.summaries()
+        return stale(supervisor.summaries(), redis.stale_since)
 
     @app.get("/v1/sessions/{ref}")
     async def get_session(ref: SessionRef) -> SessionSummary:
-        return supervisor.summary(supervisor.resolve(ref))
+        return stale([supervisor.summary(supervisor.resolve(ref))], redis.stale_since)[0]
 
     @app.get("/v1/sessions/{ref}/agents")
     async def list_agents(ref: SessionRef) -> list[AgentSummary]:
@@ -201,7 +220,9 @@ def create_api(supervisor: Supervisor, store: Store) -> FastAPI:
         follow: Annotated[bool, Query(description="keep streaming new events")] = False,
     ) -> NDJSONResponse:
         sid = supervisor.resolve(ref)
-        return NDJSONResponse(_frames(store, sid, since, follow))
+        if follow:
+            return NDJSONResponse(follow_events(hub, sid, since))
+        return NDJSONResponse(_frames(store, sid, since))
 
     # -- acting -----------------------------------------------------------------
 
@@ -306,15 +327,8 @@ def describe_errors(errors: Sequence[Any]) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-async def _frames(store: Store, sid: str, since: int, follow: bool) -> AsyncIterator[bytes]:
-    while True:
-        frames = await store.read_events(
-            sid, since=since, block_ms=FOLLOW_BLOCK_MS if follow else None
-        )
+async def _frames(store: Store, sid: str, since: int) -> AsyncIterator[bytes]:
+    while frames := await store.read_events(sid, since=since):
         for frame in frames:
             since = frame.seq
             yield frame.model_dump_json().encode() + b"\n"
-        if not follow and not frames:
-            return
-        if follow and not frames:
-            yield b"\n"  # keep-alive: lets the server notice a client that went away

@@ -19,7 +19,14 @@ from urllib.parse import quote
 
 from daemon.client import EXIT_UNREACHABLE, NOT_RUNNING, ClientError, DaemonClient
 from daemon.paths import DAEMON_FILE, TOKEN_FILE, steer_home
-from daemon.render import address, agent_header, conversation, frame_line, session_table
+from daemon.render import (
+    address,
+    agent_header,
+    conversation,
+    frame_line,
+    session_table,
+    stale_line,
+)
 from protocol.envelope import Frame
 from protocol.sessions import (
     APPROVAL_POLICIES,
@@ -292,6 +299,8 @@ def _tui(args: argparse.Namespace) -> int:
 
 def _ls(args: argparse.Namespace) -> int:
     sessions = [SessionSummary.model_validate(s) for s in _client().get("/v1/sessions")]
+    if warning := stale_line(sessions):
+        print(f"steer: {warning}", file=sys.stderr)
     if args.json:
         for s in sessions:
             print(safe_json(s.model_dump_json()))

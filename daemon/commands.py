@@ -14,6 +14,7 @@ from pydantic import JsonValue
 
 from daemon.agent_state import ROOT
 from daemon.errors import CommandError
+from daemon.redis_health import stale
 from daemon.supervisor import Supervisor
 from protocol.commands import (
     Approve,
@@ -35,14 +36,17 @@ from protocol.nudges import SendNudge
 from protocol.sessions import StartSession
 
 
-async def execute(supervisor: Supervisor, command: Command) -> JsonValue:
+async def execute(
+    supervisor: Supervisor, command: Command, *, stale_since: float | None = None
+) -> JsonValue:
+    """`stale_since`: when the daemon lost Redis, while it has (listed summaries say so)."""
     match command:
         case Subscribe() | Unsubscribe():
             raise CommandError("invalid", f"{command.type} is for the websocket only")
         case Ping():
             return "pong"
         case ListSessions():
-            return [s.model_dump(mode="json") for s in supervisor.summaries()]
+            return [s.model_dump(mode="json") for s in stale(supervisor.summaries(), stale_since)]
         case GetMessages(session=ref, agent=agent):
             return list(supervisor.core(supervisor.resolve(ref), agent or ROOT).messages)
         case Start():

@@ -1,4 +1,5 @@
-"""The hub: fans committed event frames out to websocket subscribers.
+"""The hub: fans committed event frames out to subscribers (websocket connections and
+HTTP event followers).
 
 `Hub.publish` is the supervisor's frame sink: it runs synchronously right after a
 commit and never awaits. Each connection has a `Subscriber`: its subscriptions and a
@@ -21,8 +22,13 @@ bounded queue of outgoing text frames, drained by the connection's writer task.
   commit whose frames were never published) is a gap: it is handled like a full
   queue, with a resync that makes the client read the missing frames from the store.
 
+A subscriber gets frames as websocket `event` messages, or, `bare`, as plain `Frame`
+JSON without deltas (an HTTP follower, daemon/follow.py). Either way each frame is
+serialized once per kind for all the subscribers that want it. Live subscribers cost
+Redis nothing: only subscribing and catching up read the store.
+
 `Subscriber` does no I/O (its asyncio events only wake the connection's tasks); the
-store reads are in `Hub.start_points` and `Hub.catch_up`.
+store reads are in `Hub.subscribe` and `Hub.catch_up`.
 """
 
 from __future__ import annotations
@@ -76,10 +82,18 @@ class _Follow:
 class Subscriber:
     """One connection: its subscriptions and its queue of outgoing text frames."""
 
-    def __init__(self, *, buffer: int = DEFAULT_BUFFER, control_limit: int = CONTROL_LIMIT) -> None:
+    def __init__(
+        self,
+        *,
+        buffer: int = DEFAULT_BUFFER,
+        control_limit: int = CONTROL_LIMIT,
+        bare: bool = False,
+    ) -> None:
         if buffer < 1:
             raise ValueError("a subscriber's buffer holds at least one message")
         self.buffer = buffer
+        #: Frames as plain `Frame` JSON and no deltas, rather than websocket messages.
+        self.bare = bare
         self._control_limit = control_limit
         self._queue: deque[tuple[str, bool]] = deque()  # (text, counts against buffer)
         self._bounded = 0
@@ -118,6 +132,10 @@ class Subscriber:
 
     def take(self) -> str | None:
         """The next outgoing text frame, if any."""
+        item = self._take()
+        return None if item is None else item[0]
+
+    def _take(self) -> tuple[str, bool] | None:
         if not self._queue:
             return None
         text, bounded = self._queue.popleft()
@@ -128,7 +146,7 @@ class Subscriber:
             self._control -= 1
             if self._control < self._control_limit:
                 self._control_room.set()
-        return text
+        return text, not bounded
 
     def drain(self) -> list[str]:
         """Everything queued, in order (for tests and for inspection)."""
@@ -142,10 +160,15 @@ class Subscriber:
 
     async def get(self) -> str:
         """Wait for the next outgoing text frame."""
+        return (await self.get_item())[0]
+
+    async def get_item(self) -> tuple[str, bool]:
+        """Wait for the next outgoing text frame; with whether it is a control message
+        (for a bare subscriber, which gets no acks, a resync)."""
         while True:
-            text = self.take()
-            if text is not None:
-                return text
+            item = self._take()
+            if item is not None:
+                return item
             self._ready.clear()
             await self._ready.wait()
 
@@ -186,6 +209,10 @@ class Subscriber:
     def catching_up(self) -> list[str]:
         return [sid for sid, f in self._follows.items() if not f.live]
 
+    def render(self, frame: Frame) -> str:
+        """A frame as this subscriber gets it."""
+        return frame.model_dump_json() if self.bare else EventMessage(frame=frame).model_dump_json()
+
     def wants(self, sid: str) -> bool:
         """Whether a frame of `sid` concerns this subscriber."""
         return sid in self._follows or (self.everything and sid not in self._ignored)
@@ -215,7 +242,7 @@ class Subscriber:
 
     def deliver_delta(self, sid: str, text: str) -> None:
         follow = self._follows.get(sid)
-        if follow is not None and follow.live:
+        if follow is not None and follow.live and not self.bare:
             # Live only: dropped when there is no room. Deltas may fill half the buffer
             # at most, so that a burst of them never costs a frame a resync.
             self.offer(text, keep_free=self.buffer // 2)
@@ -271,8 +298,8 @@ class Hub:
         self.limits = limits or ConnectionLimits()
         self._subscribers: set[Subscriber] = set()
 
-    def connect(self) -> Subscriber:
-        sub = Subscriber(buffer=self.buffer)
+    def connect(self, *, bare: bool = False) -> Subscriber:
+        sub = Subscriber(buffer=self.buffer, bare=bare)
         self._subscribers.add(sub)
         return sub
 
@@ -293,12 +320,13 @@ class Hub:
         for frame in frames:
             by_session.setdefault(frame.session, []).append(frame)
         for sid, group in by_session.items():
-            targets = [sub for sub in self._subscribers if sub.wants(sid)]
-            if not targets:
-                continue
-            texts = [EventMessage(frame=frame).model_dump_json() for frame in group]
-            for sub in targets:
-                sub.deliver(sid, group, texts)
+            texts: dict[bool, list[str]] = {}  # by `bare`: each kind serialized once
+            for sub in self._subscribers:
+                if not sub.wants(sid):
+                    continue
+                if sub.bare not in texts:
+                    texts[sub.bare] = [sub.render(frame) for frame in group]
+                sub.deliver(sid, group, texts[sub.bare])
 
     def publish_delta(self, delta: TextDelta) -> None:
         """Streamed model text: live only, dropped for a subscriber without room."""
@@ -360,8 +388,7 @@ class Hub:
             frames = await self._store.read_events(sid, since=follow.last, count=self._page)
             for frame in frames:
                 await sub.wait_room()
-                text = EventMessage(frame=frame).model_dump_json()
-                if not sub.replayed(sid, follow, frame, text):
+                if not sub.replayed(sid, follow, frame, sub.render(frame)):
                     return
             if len(frames) < self._page and sub.go_live(sid, follow):
                 return

@@ -7,7 +7,8 @@ it answers PING, and stopping, killing and restarting it on the same port and di
 
 `ensure_embedded(home)` keeps one *detached* server per STEER_HOME (daemonized, so it
 outlives the daemon and `nudge` works while the daemon is down), protected by a random
-password, and publishes its URL in `home/redis.url` (0600).
+password, and publishes its URL in `home/redis.url` (0600); `revive_embedded` starts it
+again at the same URL after it died (the daemon's `RedisMonitor` calls it).
 
 The settings go in a 0600 config file rather than on the command line, so a password
 never shows in `ps`. Probes use the raw-socket client `daemon.resp`: this module stays
@@ -303,6 +304,37 @@ def ensure_embedded(home: Path) -> str:
             server.start()
         write_private(home / REDIS_URL_FILE, server.url + "\n")
         return server.url
+
+
+def revive_embedded(home: Path, url: str) -> bool:
+    """Start the embedded Redis of this STEER_HOME again if its process is gone, with
+    the port and password of `url` (the daemon's clients keep using it); whether it did.
+
+    The same directory and config, so the AOF brings back everything it held. Raises
+    RedisUnavailable if the server cannot start on that port (say another process took
+    it) or if this home's server no longer has that URL.
+    """
+    with _locked(home / "redis" / "lock"):
+        server = _embedded(home)
+        if server.url != url:
+            raise RedisUnavailable(
+                f"the embedded Redis under {home} is no longer at the daemon's address; "
+                "restart the daemon"
+            )
+        if server.running():
+            try:
+                server.wait_ready()  # alive but slow, or loading its AOF: nothing to restart
+                return False
+            except RedisUnavailable:
+                if server.running():
+                    raise
+                # It was on its way out (killed, or crashed), not starting: start anew.
+        if not _port_is_free(server.port):
+            raise RedisUnavailable(
+                f"cannot restart the embedded Redis: another process took port {server.port}"
+            )
+        server.start()
+        return True
 
 
 def stop_embedded(home: Path) -> bool:

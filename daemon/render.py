@@ -70,6 +70,15 @@ def session_table(sessions: Sequence[SessionSummary]) -> str:
     return f"{table}\n\n{pending}" if pending else table
 
 
+def stale_line(sessions: Sequence[SessionSummary]) -> str | None:
+    """The warning for summaries served while the daemon cannot reach Redis, if they were."""
+    since = min((s.stale_since for s in sessions if s.stale_since is not None), default=None)
+    if since is None:
+        return None
+    clock = time.strftime("%H:%M:%S", time.localtime(since))
+    return f"Redis is down since {clock}: figures are stale"
+
+
 def agent_counts(agents: Sequence[AgentSummary]) -> str:
     """How many agents are in each status, e.g. `1 waiting, 2 running`."""
     counts = Counter(a.status for a in agents)

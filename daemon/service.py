@@ -2,8 +2,8 @@
 together, run until a signal, and shut down cleanly.
 
 With no STEER_REDIS_URL it uses the embedded redis-server (started if needed, kept
-running after the daemon exits so nudges sent meanwhile are kept). With no
-ANTHROPIC_API_KEY it embeds the bundled simulator.
+running after the daemon exits so nudges sent meanwhile are kept, started again if it
+dies while the daemon runs). With no ANTHROPIC_API_KEY it embeds the bundled simulator.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import os
 import secrets
 import socket
 from contextlib import AsyncExitStack
+from functools import partial
 
 import anthropic
 import uvicorn
-from redis.asyncio import Redis
 
 from daemon.api import create_api
 from daemon.guard import LoopbackGuard
@@ -25,7 +25,9 @@ from daemon.hub import Hub
 from daemon.keys import Keys
 from daemon.model_client import AnthropicModelClient
 from daemon.paths import DAEMON_FILE, TOKEN_FILE, write_private
-from daemon.redis_server import ensure_embedded
+from daemon.redis_clients import RedisClients
+from daemon.redis_health import RedisMonitor
+from daemon.redis_server import ensure_embedded, revive_embedded
 from daemon.settings import Settings
 from daemon.simulator import SimulatorConfig, SimulatorServer
 from daemon.store import Store
@@ -44,13 +46,19 @@ async def serve(settings: Settings) -> None:
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     redis_url = settings.redis_url or ensure_embedded(home)
     async with AsyncExitStack() as stack:
-        redis = Redis.from_url(redis_url, decode_responses=True)
-        stack.push_async_callback(redis.aclose)
-        await redis.ping()
-        store = Store(redis, Keys(settings.key_prefix))
+        clients = RedisClients.open(redis_url, max_connections=settings.redis_max_connections)
+        stack.push_async_callback(clients.aclose)
+        await clients.writes.ping()
+        keys = Keys(settings.key_prefix)
+        store = Store(clients.writes, keys)
+        reads = Store(clients.reads, keys)  # the API's and the hub's reads: their own pool
+        revive = None if settings.redis_url else partial(revive_embedded, home, redis_url)
+        redis = RedisMonitor(redis_url, revive=revive)
+        redis.start()
+        stack.push_async_callback(redis.stop)
 
         client, simulator_url = await _model_client(settings, stack)
-        hub = Hub(store)
+        hub = Hub(reads)
         try:
             sandbox: Sandbox | None = open_sandbox(home, network=settings.sandbox_network)
         except SandboxUnavailable as exc:
@@ -71,7 +79,7 @@ async def serve(settings: Settings) -> None:
         port = sock.getsockname()[1]
         token = secrets.token_urlsafe(24)
         server = api_server(
-            supervisor, store, hub, token=token, port=port, allowed_origins=settings.origins
+            supervisor, reads, hub, redis, token=token, port=port, allowed_origins=settings.origins
         )
         write_private(home / TOKEN_FILE, token)
         info = {"url": f"http://127.0.0.1:{port}", "pid": os.getpid(), "simulator": simulator_url}
@@ -102,14 +110,16 @@ def api_server(
     supervisor: Supervisor,
     store: Store,
     hub: Hub,
+    redis: RedisMonitor,
     *,
     token: str,
     port: int,
     allowed_origins: frozenset[str] = frozenset(),
 ) -> uvicorn.Server:
-    """The HTTP and websocket API behind the guard, as a uvicorn server for `port`."""
-    api = create_api(supervisor, store)
-    mount_websocket(api, supervisor, hub)
+    """The HTTP and websocket API behind the guard, as a uvicorn server for `port`.
+    `store` and `hub` read events; `redis` says whether Redis is up."""
+    api = create_api(supervisor, store, hub, redis)
+    mount_websocket(api, supervisor, hub, redis)
     app = LoopbackGuard(api, token=token, port=port, allowed_origins=allowed_origins)
     # uvicorn closes a connection (1009) on a larger frame before the app sees it.
     config = uvicorn.Config(

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from daemon.catalog import DEFAULT_MODEL
 from daemon.paths import steer_home
+from daemon.redis_clients import DEFAULT_MAX_CONNECTIONS
 
 
 class Settings(BaseSettings):
@@ -22,6 +23,9 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=steer_home)
     #: An external Redis; None starts (or reuses) the embedded redis-server.
     redis_url: str | None = None
+    #: Connections per Redis pool (the agents' writes and the API's reads have one each);
+    #: a caller that finds its pool busy waits for a connection rather than failing.
+    redis_max_connections: int = Field(default=DEFAULT_MAX_CONNECTIONS, ge=2)
     key_prefix: str = "steer"
     #: Loopback by default: whoever can reach the API can steer agents that run commands.
     host: str = "127.0.0.1"

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from daemon.commands import execute
 from daemon.errors import CommandError
 from daemon.hub import ConnectionLimits, Hub, Subscriber
+from daemon.redis_health import RedisMonitor
 from daemon.supervisor import Supervisor
 from protocol.commands import (
     COMMAND_ADAPTER,
@@ -69,22 +70,24 @@ class TokenBucket:
         return False
 
 
-def mount(app: FastAPI, supervisor: Supervisor, hub: Hub) -> None:
+def mount(app: FastAPI, supervisor: Supervisor, hub: Hub, redis: RedisMonitor) -> None:
     """Serve `/v1/ws` on `app`."""
 
     async def websocket(ws: WebSocket) -> None:
-        await serve_connection(ws, supervisor, hub)
+        await serve_connection(ws, supervisor, hub, redis)
 
     app.add_api_websocket_route(PATH, websocket)
 
 
-async def serve_connection(ws: WebSocket, supervisor: Supervisor, hub: Hub) -> None:
+async def serve_connection(
+    ws: WebSocket, supervisor: Supervisor, hub: Hub, redis: RedisMonitor
+) -> None:
     offered = ws.scope.get("subprotocols") or []
     # The guard removed any token subprotocol: only steer.v1 can be echoed.
     await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     sub = hub.connect()
     limits = hub.limits
-    connection = _Connection(ws, sub, supervisor, hub, limits)
+    connection = _Connection(ws, sub, supervisor, hub, redis, limits)
     peer = _peer(ws.scope)
     log.info("ws.connected peer=%s", peer)
     sub.put_control(
@@ -113,12 +116,14 @@ class _Connection:
         sub: Subscriber,
         supervisor: Supervisor,
         hub: Hub,
+        redis: RedisMonitor,
         limits: ConnectionLimits,
     ) -> None:
         self._ws = ws
         self._sub = sub
         self._supervisor = supervisor
         self._hub = hub
+        self._redis = redis
         self._bucket = TokenBucket(limits.rate_per_s, limits.burst)
         self._refusals = TokenBucket(limits.rate_per_s, limits.flood_refusals)
 
@@ -170,7 +175,8 @@ class _Connection:
                     refs = None if sessions == "*" else sessions
                     result = list(self._hub.unsubscribe(self._sub, refs))
                 case _:
-                    result = await execute(self._supervisor, command)
+                    stale_since = self._redis.stale_since
+                    result = await execute(self._supervisor, command, stale_since=stale_since)
         except CommandError as exc:
             self._ack_error(command.id, exc.code, exc.message)
             return

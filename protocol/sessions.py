@@ -153,6 +153,9 @@ class SessionSummary(BaseModel):
     #: The seq of the session's last event when this summary was taken: subscribe with
     #: `since` set to it to follow on from this snapshot.
     last_seq: int = 0
+    #: Set while the daemon cannot reach Redis: when it lost it (unix time). The figures
+    #: are as of then, since agents record no progress until Redis is back.
+    stale_since: float | None = None
 
     @property
     def requests(self) -> int:

@@ -1,5 +1,6 @@
-"""The daemon's API served for real, in-process: the real supervisor, store, hub and
-guard behind uvicorn on a free loopback port, over the test's Redis and the simulator.
+"""The daemon's API served for real, in-process: the real supervisor, store, hub, Redis
+pools and monitor, and guard behind uvicorn on a free loopback port, over the test's
+Redis and the simulator.
 
 `Daemon` starts it, restarts it over the same Redis (and port), and hands out clients:
 `daemon.http` (httpx, with the token) and `daemon.ws()` (a `WsClient` around a real
@@ -23,13 +24,14 @@ import anthropic
 import httpx
 import uvicorn
 from pydantic import JsonValue
-from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 
 from daemon.catalog import DEFAULT_MODEL
 from daemon.hub import DEFAULT_BUFFER, REPLAY_PAGE, ConnectionLimits, Hub
 from daemon.keys import Keys
 from daemon.model_client import AnthropicModelClient
+from daemon.redis_clients import RedisClients
+from daemon.redis_health import RedisMonitor
 from daemon.service import api_server, api_socket
 from daemon.store import Store
 from daemon.supervisor import Supervisor
@@ -75,10 +77,11 @@ class Daemon:
         self._limits = limits
         self._server: uvicorn.Server | None = None
         self._serving: asyncio.Task[None] | None = None
-        self._redis: Redis | None = None
+        self._clients: RedisClients | None = None
         self._http: httpx.AsyncClient | None = None
         self.store: Store
         self.hub: Hub
+        self.redis: RedisMonitor
         self.supervisor: Supervisor
 
     @property
@@ -99,11 +102,12 @@ class Daemon:
         return self._http
 
     async def start(self) -> None:
-        self._redis = Redis.from_url(self.redis_url, decode_responses=True)
-        self.store = Store(self._redis, self.keys)
-        self.hub = Hub(
-            self.store, buffer=self._hub_buffer, page=self._hub_page, limits=self._limits
-        )
+        self._clients = RedisClients.open(self.redis_url)
+        self.store = Store(self._clients.writes, self.keys)
+        reads = Store(self._clients.reads, self.keys)
+        self.hub = Hub(reads, buffer=self._hub_buffer, page=self._hub_page, limits=self._limits)
+        self.redis = RedisMonitor(self.redis_url)
+        self.redis.start()
         self.supervisor = Supervisor(
             self.store,
             AnthropicModelClient(self._anthropic),
@@ -117,8 +121,9 @@ class Daemon:
         self.port = sock.getsockname()[1]
         self._server = api_server(
             self.supervisor,
-            self.store,
+            reads,
             self.hub,
+            self.redis,
             token=self.token,
             port=self.port,
             allowed_origins=self.allowed_origins,
@@ -131,10 +136,11 @@ class Daemon:
             self._server.should_exit = True
             await self._serving
             self._server = self._serving = None
-        if self._redis is not None:
+        if self._clients is not None:
             await self.supervisor.stop()
-            await self._redis.aclose()
-            self._redis = None
+            await self.redis.stop()
+            await self._clients.aclose()
+            self._clients = None
 
     async def restart(self) -> None:
         await self.stop()

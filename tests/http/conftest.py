@@ -27,8 +27,10 @@ from redis.asyncio import Redis
 from daemon.api import create_api
 from daemon.catalog import DEFAULT_MODEL
 from daemon.guard import LoopbackGuard
+from daemon.hub import Hub
 from daemon.keys import Keys
 from daemon.model_client import AnthropicModelClient
+from daemon.redis_health import RedisMonitor
 from daemon.simulator import SimulatorConfig, SimulatorServer
 from daemon.store import Store
 from daemon.supervisor import Supervisor
@@ -129,14 +131,21 @@ class _ServerThread:
         self._anthropic = anthropic.AsyncAnthropic(
             api_key=api_key, base_url=base_url, max_retries=2
         )
+        hub = Hub(store)  # followers of a session's events
         self._supervisor = Supervisor(
-            store, AnthropicModelClient(self._anthropic), default_model=DEFAULT_MODEL
+            store,
+            AnthropicModelClient(self._anthropic),
+            default_model=DEFAULT_MODEL,
+            on_frames=hub.publish,
         )
         await self._supervisor.start()
+        self._monitor = RedisMonitor(self._redis_url)
+        self._monitor.start()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
-        app = LoopbackGuard(create_api(self._supervisor, store), token=self.token, port=self.port)
+        api = create_api(self._supervisor, store, hub, self._monitor)
+        app = LoopbackGuard(api, token=self.token, port=self.port)
         self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
         self._serving = asyncio.create_task(self._server.serve(sockets=[sock]))
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -150,6 +159,7 @@ class _ServerThread:
         self._server.should_exit = True
         await self._serving
         await self._supervisor.stop()
+        await self._monitor.stop()
         await self._anthropic.close()
         await self._redis.aclose()
         if self._own_simulator is not None:
