@@ -23,8 +23,10 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 #: Connections per pool, unless STEER_REDIS_MAX_CONNECTIONS says otherwise.
 DEFAULT_MAX_CONNECTIONS = 64
-#: How long a reader waits for a free connection of its pool.
-READ_WAIT_S = 5.0
+#: How long a reader waits for a free connection of its pool. Generous: under a crowd
+#: (hundreds of subscriptions replaying at once) a wait of seconds is load, not an outage,
+#: and a Redis that is down refuses connections at once anyway.
+READ_WAIT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
