@@ -95,8 +95,6 @@ class RedisMonitor:
         url: str,
         *,
         revive: Callable[[], bool] | None = None,
-        interval: float = INTERVAL_S,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         # One connection, no retries: a ping answers for itself, at once.
         self._probe = Redis.from_url(
@@ -107,9 +105,7 @@ class RedisMonitor:
             single_connection_client=True,
         )
         self._revive = revive
-        self._interval = interval
-        self._clock = clock
-        self._watch = RedisWatch(clock())
+        self._watch = RedisWatch(time.time())
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -135,13 +131,13 @@ class RedisMonitor:
 
     async def _run(self) -> None:
         while True:
-            if not await self.check():
-                await asyncio.sleep(self._interval)
+            if not await self._check():
+                await asyncio.sleep(INTERVAL_S)
 
-    async def check(self) -> bool:
+    async def _check(self) -> bool:
         """Ping once (and restart if due); whether a restart was tried."""
         error = await self._ping()
-        now = self._clock()
+        now = time.time()
         if error is None:
             down_since = self.status.since
             if self._watch.ping_ok(now):
@@ -159,7 +155,7 @@ class RedisMonitor:
             log.error("redis.restart_failed retry_in=%.0fs error=%s", retry_in, first_line)
             return False
         if started:
-            log.warning("redis.restarted after_s=%.2f", self._clock() - self.status.since)
+            log.warning("redis.restarted after_s=%.2f", time.time() - self.status.since)
         return True
 
     async def _ping(self) -> str | None:
