@@ -162,8 +162,10 @@ def create_api(supervisor: Supervisor, store: Store, hub: Hub, redis: RedisMonit
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
         return error_response("unavailable", f"Redis is unavailable: {exc}")
 
-    def agent_of(sid: str, agent: str) -> AgentSummary:
-        for summary in supervisor.summary(sid).agents:
+    directory = supervisor.directory
+
+    async def agent_of(sid: str, agent: str) -> AgentSummary:
+        for summary in (await directory.summary(sid)).agents:
             if summary.agent == agent:
                 return summary
         raise UnknownAgent(f"unknown agent {sid}/{agent}")
@@ -184,24 +186,25 @@ def create_api(supervisor: Supervisor, store: Store, hub: Hub, redis: RedisMonit
 
     @app.get("/v1/sessions")
     async def list_sessions() -> list[SessionSummary]:
-        return stale(supervisor.summaries(), redis.stale_since)
+        return stale(await directory.summaries(), redis.stale_since)
 
     @app.get("/v1/sessions/{ref}")
     async def get_session(ref: SessionRef) -> SessionSummary:
-        return stale([supervisor.summary(supervisor.resolve(ref))], redis.stale_since)[0]
+        summary = await directory.summary(await directory.resolve(ref))
+        return stale([summary], redis.stale_since)[0]
 
     @app.get("/v1/sessions/{ref}/agents")
     async def list_agents(ref: SessionRef) -> list[AgentSummary]:
-        return supervisor.summary(supervisor.resolve(ref)).agents
+        return (await directory.summary(await directory.resolve(ref))).agents
 
     @app.get("/v1/sessions/{ref}/agents/{agent}")
     async def get_agent(ref: SessionRef, agent: AgentRef) -> AgentSummary:
-        return agent_of(supervisor.resolve(ref), agent)
+        return await agent_of(await directory.resolve(ref), agent)
 
     @app.get("/v1/sessions/{ref}/agents/{agent}/messages")
     async def get_messages(ref: SessionRef, agent: AgentRef) -> list[dict[str, JsonValue]]:
         """The agent's conversation, exactly as sent to the model."""
-        return list(supervisor.core(supervisor.resolve(ref), agent).messages)
+        return await directory.messages(await directory.resolve(ref), agent)
 
     @app.get(
         "/v1/sessions/{ref}/events",
@@ -219,7 +222,7 @@ def create_api(supervisor: Supervisor, store: Store, hub: Hub, redis: RedisMonit
         since: Annotated[int, Query(ge=0, description="only events after this seq")] = 0,
         follow: Annotated[bool, Query(description="keep streaming new events")] = False,
     ) -> NDJSONResponse:
-        sid = supervisor.resolve(ref)
+        sid = await directory.resolve(ref)
         if follow:
             return NDJSONResponse(follow_events(hub, sid, since))
         return NDJSONResponse(_frames(store, sid, since))
@@ -234,14 +237,14 @@ def create_api(supervisor: Supervisor, store: Store, hub: Hub, redis: RedisMonit
     @app.post("/v1/sessions/{ref}/nudges", status_code=202)
     async def send_nudge(ref: SessionRef, body: SendNudge) -> Nudge:
         """Queue a nudge (any mode); it is applied at the agent's next boundary."""
-        sid = supervisor.resolve(ref)
+        sid = await directory.resolve(ref)
         cmd = command(SendNudgeCommand, session=sid, **body.model_dump())
         return Nudge.model_validate(await execute(supervisor, cmd))
 
     @app.post("/v1/sessions/{ref}/redirect", status_code=202)
     async def redirect(ref: SessionRef, body: RedirectRequest) -> Nudge:
         """Interrupt the agent now (model call or tool) and deliver the text at once."""
-        sid = supervisor.resolve(ref)
+        sid = await directory.resolve(ref)
         cmd = command(Redirect, session=sid, **body.model_dump())
         return Nudge.model_validate(await execute(supervisor, cmd))
 
@@ -249,43 +252,43 @@ def create_api(supervisor: Supervisor, store: Store, hub: Hub, redis: RedisMonit
     async def pause(ref: SessionRef, body: PauseRequest = _NO_PAUSE) -> SessionSummary:
         """Hold the agent (no `agent`: every agent) at its next boundary; `now` cancels
         an in-flight model call first. Answers the session as it is afterwards."""
-        sid = supervisor.resolve(ref)
+        sid = await directory.resolve(ref)
         await execute(supervisor, command(Pause, session=sid, **body.model_dump()))
-        return supervisor.summary(sid)
+        return await directory.summary(sid)
 
     @app.post("/v1/sessions/{ref}/resume")
     async def resume(ref: SessionRef, body: ResumeRequest = _NO_RESUME) -> SessionSummary:
         """Continue a paused agent or retry a failed one (no `agent`: every agent)."""
-        sid = supervisor.resolve(ref)
+        sid = await directory.resolve(ref)
         await execute(supervisor, command(Resume, session=sid, **body.model_dump()))
-        return supervisor.summary(sid)
+        return await directory.summary(sid)
 
     @app.post("/v1/sessions/{ref}/veto")
     async def veto(ref: SessionRef, body: VetoRequest = _NO_VETO) -> SessionSummary:
         """Stop the agent and its descendants for good (no `agent`: the session)."""
-        sid = supervisor.resolve(ref)
+        sid = await directory.resolve(ref)
         await execute(supervisor, command(Veto, session=sid, **body.model_dump()))
-        return supervisor.summary(sid)
+        return await directory.summary(sid)
 
     @app.post("/v1/sessions/{ref}/approvals/{call_id}/approve")
     async def approve(
         ref: SessionRef, call_id: CallId, body: ApproveRequest = _NO_APPROVE
     ) -> SessionSummary:
         """Let a pending tool call run."""
-        sid = supervisor.resolve(ref)
+        sid = await directory.resolve(ref)
         cmd = command(Approve, session=sid, call_id=call_id, **body.model_dump())
         await execute(supervisor, cmd)
-        return supervisor.summary(sid)
+        return await directory.summary(sid)
 
     @app.post("/v1/sessions/{ref}/approvals/{call_id}/deny")
     async def deny(
         ref: SessionRef, call_id: CallId, body: DenyRequest = _NO_DENY
     ) -> SessionSummary:
         """Refuse a pending tool call; the model gets an error result with `reason`."""
-        sid = supervisor.resolve(ref)
+        sid = await directory.resolve(ref)
         cmd = command(Deny, session=sid, call_id=call_id, **body.model_dump())
         await execute(supervisor, cmd)
-        return supervisor.summary(sid)
+        return await directory.summary(sid)
 
     openapi = app.openapi
 

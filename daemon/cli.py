@@ -225,6 +225,7 @@ def _author_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _daemon(args: argparse.Namespace) -> int:
+    from daemon.home_lock import HomeBusy
     from daemon.logfmt import LogFormatter
     from daemon.redis_server import RedisUnavailable
     from daemon.service import serve
@@ -236,7 +237,7 @@ def _daemon(args: argparse.Namespace) -> int:
     try:
         network = {} if args.sandbox_network is None else {"sandbox_network": args.sandbox_network}
         asyncio.run(serve(Settings(**network)))
-    except RedisUnavailable as exc:
+    except (RedisUnavailable, HomeBusy) as exc:
         print(f"steer: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -39,16 +39,21 @@ from protocol.sessions import StartSession
 async def execute(
     supervisor: Supervisor, command: Command, *, stale_since: float | None = None
 ) -> JsonValue:
-    """`stale_since`: when the daemon lost Redis, while it has (listed summaries say so)."""
+    """`stale_since`: when the daemon lost Redis, while it has (listed summaries say so).
+
+    A verb on a session another daemon owns is carried to it (`daemon.relay`) and
+    answered with its result or refusal, as if it ran here."""
+    directory = supervisor.directory
     match command:
         case Subscribe() | Unsubscribe():
             raise CommandError("invalid", f"{command.type} is for the websocket only")
         case Ping():
             return "pong"
         case ListSessions():
-            return [s.model_dump(mode="json") for s in stale(supervisor.summaries(), stale_since)]
+            summaries = await directory.summaries()
+            return [s.model_dump(mode="json") for s in stale(summaries, stale_since)]
         case GetMessages(session=ref, agent=agent):
-            return list(supervisor.core(supervisor.resolve(ref), agent or ROOT).messages)
+            return list(await directory.messages(await directory.resolve(ref), agent or ROOT))
         case Start():
             request = StartSession.model_validate(command.model_dump(exclude={"id", "type"}))
             workdir = await asyncio.to_thread(existing_dir, request.workdir)
@@ -56,31 +61,46 @@ async def execute(
             return spec.model_dump(mode="json")
         case SendNudgeCommand(session=ref):
             body = SendNudge.model_validate(command.model_dump(exclude={"id", "type", "session"}))
-            nudge = await supervisor.send_nudge(supervisor.resolve(ref), body)
+            nudge = await supervisor.send_nudge(await directory.resolve(ref), body)
             return nudge.model_dump(mode="json")
         case Redirect(session=ref, agent=agent, text=text, author=author):
             body = SendNudge(text=text, mode="redirect", agent=agent, author=author)
-            nudge = await supervisor.send_nudge(supervisor.resolve(ref), body)
+            nudge = await supervisor.send_nudge(await directory.resolve(ref), body)
             return nudge.model_dump(mode="json")
-        case Pause(session=ref, agent=agent, now=now, author=author):
-            await supervisor.pause_agents(supervisor.resolve(ref), agent, now=now, author=author)
+        case Pause() | Resume() | Veto() | Approve() | Deny():
+            sid = await directory.resolve(command.session)
+            if not directory.owns(sid):
+                return await supervisor.relay.forward(
+                    sid, command.model_copy(update={"session": sid})
+                )
+            await _verb(supervisor, sid, command)
             return None
-        case Resume(session=ref, agent=agent, author=author):
-            await supervisor.resume_agents(supervisor.resolve(ref), agent, author=author)
-            return None
-        case Veto(session=ref, agent=agent, reason=reason, author=author):
-            await supervisor.veto(supervisor.resolve(ref), agent, reason=reason, author=author)
-            return None
-        case Approve(session=ref, agent=agent, call_id=call_id, author=author):
-            sid = supervisor.resolve(ref)
+
+
+async def _verb(supervisor: Supervisor, sid: str, command: Command) -> None:
+    """An operator's verb on a session this daemon owns."""
+    match command:
+        case Pause(agent=agent, now=now, author=author):
+            await supervisor.pause_agents(sid, agent, now=now, author=author)
+        case Resume(agent=agent, author=author):
+            await supervisor.resume_agents(sid, agent, author=author)
+        case Veto(agent=agent, reason=reason, author=author):
+            await supervisor.veto(sid, agent, reason=reason, author=author)
+        case Approve(agent=agent, call_id=call_id, author=author):
             await supervisor.decide(sid, agent, call_id, approve=True, reason=None, author=author)
-            return None
-        case Deny(session=ref, agent=agent, call_id=call_id, reason=reason, author=author):
-            sid = supervisor.resolve(ref)
+        case Deny(agent=agent, call_id=call_id, reason=reason, author=author):
             await supervisor.decide(
                 sid, agent, call_id, approve=False, reason=reason, author=author
             )
-            return None
+
+
+def serve_relayed(supervisor: Supervisor) -> None:
+    """Let other daemons' callers run verbs on the sessions this one owns."""
+
+    async def run(command: Command) -> JsonValue:
+        return await execute(supervisor, command)
+
+    supervisor.relay.execute = run
 
 
 def existing_dir(path: str) -> str:

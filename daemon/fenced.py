@@ -11,6 +11,9 @@ errors half-way keeps what it wrote too. So every write of a session goes throug
   (`Conflict`);
 - every key an op touches is of the op's type or absent (`BadKey`).
 
+A write that adds frames also publishes `<sid> <first seq>` (`Batch.announce`), so
+daemons that do not own the session can relay them to their subscribers.
+
 The ops are a short whitelist; `Batch` (pure, no I/O) builds the keys and arguments.
 All keys of a batch must be the session's (one hash tag), so one script covers them on
 a standalone Redis and on a Cluster alike. The lease scripts (claim, renew, release)
@@ -61,7 +64,7 @@ if expected ~= '' then
     return redis.error_reply('CONFLICT events at seq ' .. last .. ', expected ' .. expected)
   end
 end
-local i = 3
+local i = 5
 for _ = 1, tonumber(ARGV[i]) do
   local key, n = KEYS[tonumber(ARGV[i + 1])], tonumber(ARGV[i + 2])
   local len = redis.call('LLEN', key)
@@ -90,6 +93,7 @@ while i <= #ARGV do
   redis.call(ARGV[i], KEYS[tonumber(ARGV[i + 1])], unpack(ARGV, i + 3, i + 2 + n))
   i = i + 3 + n
 end
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return 1
 """
 
@@ -183,6 +187,8 @@ class Batch:
     events: str
     #: The event stream's last seq the frames were numbered after (None: no frames).
     after_seq: int | None = None
+    #: Published once the batch is written: (channel, message), say new frames' news.
+    announce: tuple[str, str] | None = None
     keys: list[str] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
     ops: list[str] = field(default_factory=list)
@@ -218,7 +224,9 @@ class Batch:
 
     def args(self, token: str) -> list[str]:
         expected = "" if self.after_seq is None else str(self.after_seq)
-        return [token, expected, str(len(self.checks) // 2), *self.checks, *self.ops]
+        channel, message = self.announce or ("", "")
+        checks = str(len(self.checks) // 2)
+        return [token, expected, channel, message, checks, *self.checks, *self.ops]
 
     async def run(self, redis: Any, token: str) -> None:
         await WRITE(redis, self.keys, self.args(token))

@@ -312,6 +312,10 @@ class Hub:
         """The connected subscribers (for inspection)."""
         return list(self._subscribers)
 
+    def watches(self, sid: str) -> bool:
+        """Whether any subscriber wants the session's frames (for the relay)."""
+        return any(sub.everything or sub.follows(sid) for sub in self._subscribers)
+
     # -- sinks (synchronous, never block) ---------------------------------------
 
     def publish(self, frames: list[Frame]) -> None:

@@ -1,9 +1,9 @@
-"""Every Redis key name steer uses, in one place.
+"""Every Redis key name (and Pub/Sub channel) steer uses, in one place.
 
 All keys of one session share the hash tag `{<sid>}`, so one Lua script covers them
 and Redis Cluster keeps them on one slot: a session's nudge stream, its owner lease
-and everything a step writes. Only three names are global: the session index, the
-registry of live daemons and the doorbell channel. None of them is on the nudge path
+and everything a step writes. Only the session index, the registry of live daemons,
+the relayed verbs' replies and the Pub/Sub channels are global. None of them is on the nudge path
 as a single hot key: a nudge is appended to its own session's stream, and the
 doorbell (Pub/Sub, broadcast to every node of a cluster) only wakes the owner.
 
@@ -38,7 +38,25 @@ class Keys:
         """Pub/Sub channel: a session id, published after a nudge is appended for it."""
         return f"{self.prefix}:doorbell"
 
+    @property
+    def relay(self) -> str:
+        """Pub/Sub channel: a session id, published after a verb is appended for it."""
+        return f"{self.prefix}:relay"
+
+    @property
+    def committed(self) -> str:
+        """Pub/Sub channel: `<sid> <first seq>`, published by every write that adds frames."""
+        return f"{self.prefix}:committed"
+
+    def reply(self, token: str) -> str:
+        """List: the `Ack` to one relayed verb, for its caller (expires)."""
+        return f"{self.prefix}:reply:{token}"
+
     # -- per session (one hash slot) ----------------------------------------------
+
+    def control(self, sid: str) -> str:
+        """Stream of verbs relayed to the session's owner: a Command and a reply key."""
+        return f"{self.prefix}:{{{sid}}}:control"
 
     def nudges(self, sid: str) -> str:
         """Stream of the session's nudges; consumed by NUDGE_GROUP / NUDGE_CONSUMER."""

@@ -7,7 +7,12 @@ The protocol (docs/design.md, "Ownership"):
   match again; every write of a session is fenced by it (`daemon.fenced`).
 - A daemon that finds a lease lost when renewing, or whose write is refused, drops the
   session at once (its agents are cancelled). One that could not renew for a whole TTL
-  drops every session: another daemon may own them by now.
+  drops every session: another daemon may own them by now. A renewal Redis does not
+  answer (stopped, or a black-holed connection) counts as failed once that TTL is up,
+  without waiting for the socket to time out.
+- Renewing runs on its own, never behind a scan: claiming and loading sessions takes
+  round trips per session, and with a slow Redis or many sessions that can outlast
+  the leases just claimed.
 - Claims: at start a daemon takes back the sessions whose lease still names its own id
   (its previous life: one home runs one daemon, see `daemon.home_lock`) and orphans
   (no live lease). Every `SCAN_S` it looks for orphans again (their owner died or
@@ -60,6 +65,8 @@ class Ownership:
         self.ttl_ms = ttl_ms
         self._scan_s = scan_s
         self._renewed_at = time.monotonic()
+        #: Every session's name, as of the last scan.
+        self.names: dict[str, str] = {}
 
     @property
     def owned(self) -> list[str]:
@@ -72,19 +79,35 @@ class Ownership:
 
     async def run(self) -> None:
         """Renew leases and take over orphans until cancelled."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._keep_leases(), name="ownership renew")
+            tasks.create_task(self._take_over(), name="ownership scan")
+
+    async def _keep_leases(self) -> None:
         renew_every = self.ttl_ms / 3000
-        next_renewal = time.monotonic() + renew_every
         while True:
-            await asyncio.sleep(min(self._scan_s, max(0.0, next_renewal - time.monotonic())))
+            await asyncio.sleep(max(0.0, self._renewed_at + renew_every - time.monotonic()))
+            # The leases Redis holds run out a TTL after it last renewed them, and that
+            # was no earlier than `_renewed_at`: past that, stop driving the sessions.
+            deadline = self._renewed_at + self.ttl_ms / 1000
             try:
-                if time.monotonic() >= next_renewal:
-                    next_renewal = time.monotonic() + renew_every
+                async with asyncio.timeout_at(_loop_time(deadline)):
                     await self.renew()
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.warning("ownership.redis_unavailable error=%s", str(exc) or "no answer")
+                if time.monotonic() >= deadline:
+                    self._lose(self.owned, "leases not renewed for a whole TTL")
+                    self._renewed_at = time.monotonic()  # nothing left to renew: try again
+                else:
+                    await asyncio.sleep(min(renew_every, deadline - time.monotonic()) / 2)
+
+    async def _take_over(self) -> None:
+        while True:
+            await asyncio.sleep(self._scan_s)
+            try:
                 await self.scan()
             except (RedisError, OSError) as exc:
-                log.warning("ownership.redis_unavailable error=%s", exc)
-                if (time.monotonic() - self._renewed_at) * 1000 > self.ttl_ms:
-                    self._lose(self.owned, "leases not renewed for a whole TTL")
+                log.warning("ownership.scan_failed error=%s", exc)
 
     async def stop(self) -> None:
         """Release every lease and deregister, so other daemons take over at once."""
@@ -100,14 +123,19 @@ class Ownership:
 
     async def renew(self) -> None:
         started = time.monotonic()
-        await self._register()
-        lost = await self._store.renew(self.owned, self.ttl_ms)
+        tokens = dict(self._store.tokens)
+        lost = await self._store.renew(list(tokens), self.ttl_ms)
         self._renewed_at = started
-        self._lose(lost, "lease lost")
+        # Only leases still held as renewed: one lost and claimed again meanwhile is new.
+        self._lose(
+            [sid for sid in lost if self._store.tokens.get(sid) == tokens[sid]], "lease lost"
+        )
+        await self._register()
 
     async def scan(self) -> None:
         """Claim this daemon's own sessions and its fair share of orphans."""
-        sids = list(await self._store.session_names())
+        self.names = await self._store.session_names()
+        sids = list(self.names)
         owned = set(self.owned)
         candidates = [sid for sid in sids if sid not in owned]
         if not candidates:
@@ -134,6 +162,11 @@ class Ownership:
     async def _register(self) -> None:
         info = {**self._info, "expires_at": time.time() + self.ttl_ms / 1000}
         await self._store.register_daemon(self.daemon_id, info)
+
+
+def _loop_time(monotonic: float) -> float:
+    """A `time.monotonic()` instant on the running loop's clock."""
+    return asyncio.get_running_loop().time() + monotonic - time.monotonic()
 
 
 def _holder(token: str) -> str:

@@ -8,19 +8,27 @@ dies while the daemon runs). With no ANTHROPIC_API_KEY it embeds the bundled sim
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import secrets
+import signal
 import socket
+import threading
+import time
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from functools import partial
+from pathlib import Path
 
 import anthropic
 import uvicorn
 
 from daemon.api import create_api
+from daemon.commands import serve_relayed
 from daemon.guard import LoopbackGuard
+from daemon.home_lock import HomeLock, daemon_id
 from daemon.hub import Hub
 from daemon.keys import Keys
 from daemon.model_client import AnthropicModelClient
@@ -44,13 +52,26 @@ SIMULATOR_KEY = "steer-simulator"
 async def serve(settings: Settings) -> None:
     home = settings.home
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lock = HomeLock(home)
+    lock.acquire()  # before anything else: a second daemon on this home stops here
+    try:
+        await _serve(settings, home)
+    finally:
+        lock.release()
+
+
+async def _serve(settings: Settings, home: Path) -> None:
+    started = time.monotonic()
+    (home / DAEMON_FILE).unlink(missing_ok=True)  # we hold the lock: any left is stale
     redis_url = settings.redis_url or ensure_embedded(home)
+    sessions = 0
     async with AsyncExitStack() as stack:
         clients = RedisClients.open(redis_url, max_connections=settings.redis_max_connections)
         stack.push_async_callback(clients.aclose)
         await clients.writes.ping()
         keys = Keys(settings.key_prefix)
         store = Store(clients.writes, keys)
+        stack.push_async_callback(store.aclose)
         reads = Store(clients.reads, keys)  # the API's and the hub's reads: their own pool
         revive = None if settings.redis_url else partial(revive_embedded, home, redis_url)
         redis = RedisMonitor(redis_url, revive=revive)
@@ -59,6 +80,8 @@ async def serve(settings: Settings) -> None:
 
         client, simulator_url = await _model_client(settings, stack)
         hub = Hub(reads)
+        sock = api_socket(settings.host, settings.port)
+        port = sock.getsockname()[1]
         try:
             sandbox: Sandbox | None = open_sandbox(home, network=settings.sandbox_network)
         except SandboxUnavailable as exc:
@@ -69,14 +92,14 @@ async def serve(settings: Settings) -> None:
             AnthropicModelClient(client),
             default_model=settings.model,
             sandbox=sandbox,
+            daemon_id=daemon_id(home),
+            lease_ttl_ms=settings.lease_ttl_ms,
+            info={"url": f"http://127.0.0.1:{port}", "host": socket.gethostname()},
             on_frames=hub.publish,
             on_delta=hub.publish_delta,
         )
         await supervisor.start()
         stack.push_async_callback(supervisor.stop)
-
-        sock = api_socket(settings.host, settings.port)
-        port = sock.getsockname()[1]
         token = secrets.token_urlsafe(24)
         server = api_server(
             supervisor, reads, hub, redis, token=token, port=port, allowed_origins=settings.origins
@@ -92,7 +115,8 @@ async def serve(settings: Settings) -> None:
             simulator_url or "no",
         )
         await server.serve(sockets=[sock])
-    log.info("daemon.stopped")
+        sessions = len(supervisor.session_ids())
+    log.info("daemon.stopped sessions=%d uptime=%.0fs", sessions, time.monotonic() - started)
 
 
 def api_socket(host: str, port: int) -> socket.socket:
@@ -120,12 +144,36 @@ def api_server(
     `store` and `hub` read events; `redis` says whether Redis is up."""
     api = create_api(supervisor, store, hub, redis)
     mount_websocket(api, supervisor, hub, redis)
+    serve_relayed(supervisor)  # verbs from other daemons' clients
+    supervisor.relay.watched = hub.watches  # their sessions' frames, for our subscribers
     app = LoopbackGuard(api, token=token, port=port, allowed_origins=allowed_origins)
     # uvicorn closes a connection (1009) on a larger frame before the app sees it.
     config = uvicorn.Config(
         app, log_level="warning", lifespan="off", ws_max_size=MAX_CLIENT_FRAME_BYTES
     )
-    return uvicorn.Server(config)
+    return _Server(config)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, minus re-raising the signal that stopped it.
+
+    uvicorn re-raises SIGTERM once it has served, and the default handler then kills
+    the process before the daemon's own shutdown (tool processes, leases, daemon.json)
+    has run. Here SIGINT and SIGTERM both just end `serve`, and the daemon exits cleanly.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
 
 
 async def _model_client(

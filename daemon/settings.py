@@ -46,6 +46,9 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL")
     )
     max_retries: int = 2
+    #: How long a session's owner lease lasts unrenewed: a dead daemon's sessions are
+    #: taken over by a live one within about this long (renewed every third of it).
+    lease_ttl_ms: int = Field(default=10_000, ge=1_000, le=600_000)
     #: Whether the agents' sandboxed commands reach the network; off: none at all, not
     #: even loopback (so not this daemon's API or Redis either).
     sandbox_network: bool = True

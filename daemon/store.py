@@ -231,6 +231,31 @@ class Store:
             )
         return agents
 
+    async def load_agent_states(self, sid: str) -> list[tuple[AgentConfig, AgentState]]:
+        """Each agent's config and small state, without its conversation."""
+        k = self.keys
+        configs: dict[str, str] = await self.redis.hgetall(k.agents(sid))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for aid in configs:
+                pipe.get(k.state(sid, aid))
+            states = await pipe.execute()
+        return [
+            (
+                _parse(k.agents(sid), raw_config, AgentConfig.model_validate_json),
+                _parse(k.state(sid, aid), raw, AgentState.model_validate_json)
+                if raw
+                else AgentState(),
+            )
+            for (aid, raw_config), raw in zip(configs.items(), states, strict=True)
+        ]
+
+    async def has_agent(self, sid: str, aid: str) -> bool:
+        return bool(await self.redis.hexists(self.keys.agents(sid), aid))
+
+    async def load_messages(self, sid: str, aid: str) -> list[Message]:
+        key = self.keys.messages(sid, aid)
+        return [_parse(key, m, json.loads) for m in await self.redis.lrange(key, 0, -1)]
+
     # -- agent steps ------------------------------------------------------------
 
     async def commit(
@@ -382,6 +407,8 @@ class Store:
             # `owner`: the writer's lease token, so an audit can prove no stale write landed.
             fields = {"frame": frame.model_dump_json(), "owner": token}
             batch.xadd(self.keys.events(sid), f"{frame.seq}-0", fields)
+        if frames:
+            batch.announce = (self.keys.committed, f"{sid} {frames[0].seq}")
         try:
             await batch.run(self.redis, token)
         except BaseException:

@@ -24,14 +24,18 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from redis.exceptions import ResponseError
+
 from daemon.agent_core import AgentCore
 from daemon.agent_state import ROOT, AgentConfig, AgentState, Step, ToolCall
 from daemon.catalog import model_info
+from daemon.directory import Directory
 from daemon.errors import CommandError, UnknownAgent, UnknownSession
 from daemon.intake import NudgeIntake
 from daemon.model_client import ModelClient
 from daemon.ownership import LEASE_TTL_MS, Ownership
 from daemon.prompts import system_prompt
+from daemon.relay import Relay
 from daemon.runner import (
     AgentRunner,
     Control,
@@ -87,6 +91,10 @@ class Supervisor:
         self.intake = NudgeIntake(
             store, owned=lambda: self._specs, on_nudge=self._route, on_invalid=self._reject
         )
+        #: Verbs to and from other daemons, and their sessions' frames for the hub.
+        self.relay = Relay(store, owned=lambda: self._specs, publish=on_frames)
+        #: Every session on this Redis, owned here or elsewhere.
+        self.directory = Directory(self, store, lambda: self.ownership.names)
         self._specs: dict[str, SessionSpec] = {}
         self._runners: dict[str, dict[str, AgentRunner]] = {}
         self._slots: dict[str, SlotPool] = {}
@@ -105,6 +113,7 @@ class Supervisor:
         log.info("supervisor.started daemon=%s sessions=%d", self.daemon_id, len(self._specs))
         self._spawn(self.ownership.run(), name="ownership")
         self._spawn(self.intake.run(), name="intake")
+        self._spawn(self.relay.run(), name="relay")
 
     async def stop(self, *, release: bool = True) -> None:
         """Stop every task; with `release`, let other daemons take the sessions at once."""
@@ -159,6 +168,7 @@ class Supervisor:
         self._open(spec)
         self._launch(AgentCore(root))
         self.intake.open(sid)
+        await self.relay.open(sid)
         log.info("session.created sid=%s name=%s model=%s", sid, spec.name, model)
         return spec
 
@@ -200,9 +210,11 @@ class Supervisor:
     # CommandError when it cannot apply.
 
     async def send_nudge(self, sid: str, body: SendNudge) -> Nudge:
-        """Queue a nudge on the nudge stream (any mode); returns it as queued."""
+        """Queue a nudge on the session's stream (any mode), wherever the session runs;
+        returns it as queued."""
         agent = body.agent if body.agent not in (None, ROOT) else None
-        self._runner(sid, agent or ROOT)  # an unknown agent is refused now, not later
+        if not await self.directory.has_agent(sid, agent or ROOT):
+            raise UnknownAgent(f"unknown agent {sid}/{agent}")  # refused now, not later
         nudge = Nudge(
             nudge_id=body.nudge_id or f"n-{os.urandom(8).hex()}",
             session=sid,
@@ -360,8 +372,10 @@ class Supervisor:
             standing = await self.store.load_standing(sid)
             await self.store.load_seq(sid)
             agents = await self.store.load_agents(sid)
-        except CorruptRecord as exc:
-            # Kept (so no daemon loops on it) but not driven; the log names the key.
+        except (CorruptRecord, ResponseError, UnicodeDecodeError) as exc:
+            # Kept (so no daemon loops on it) but not driven; the log names the key (for a
+            # key of another type, WRONGTYPE, the pipeline's error does), or for bytes
+            # that are not UTF-8, which the client refuses to decode, the session.
             log.error("session.unreadable sid=%s error=%s", sid, exc)
             return
         self._open(spec, standing)
@@ -375,10 +389,12 @@ class Supervisor:
             )
             self._deliver_standing(self._launch(core))
         self.intake.open(sid)
+        await self.relay.open(sid)
 
     def _lost(self, sid: str) -> None:
         """Stop driving a session another daemon may own by now: cancel its agents."""
         self.intake.close(sid)
+        self.relay.close(sid)
         for task in self._session_tasks.pop(sid, set()):
             task.cancel()
         self._specs.pop(sid, None)

@@ -197,10 +197,12 @@ class _Connection:
     async def _subscribe(self, command: Subscribe) -> dict[str, int]:
         supervisor = self._supervisor
         sessions: Callable[[], list[str]]
+        directory = supervisor.directory
         if command.sessions == "*":
-            sessions = supervisor.session_ids
+            sessions = directory.known_ids  # sessions of other daemons too
         else:
-            resolved = list(dict.fromkeys(supervisor.resolve(ref) for ref in command.sessions))
+            refs = [await directory.resolve(ref) for ref in command.sessions]
+            resolved = list(dict.fromkeys(refs))
             sessions = lambda: resolved  # noqa: E731
         return await self._hub.subscribe(
             self._sub,

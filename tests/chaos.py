@@ -191,10 +191,10 @@ async def run(config: Config, root: Path, log: Any = print) -> Report:
         await asyncio.gather(*tasks)
         report.nudges_sent = sum(len(v) for v in sent.values())
         log(f"kills done; waiting for {report.nudges_sent} nudges to be applied")
-        await _settle(redis, keys, sent, config.settle_s)
+        await settle(redis, keys, sent, config.settle_s)
         report.max_ownerless_s = ownerless.max_s
         report.takeovers = ownerless.takeovers
-        await _audit(redis, keys, sids, sent, report)
+        await audit(redis, keys, sids, sent, report)
     finally:
         for d in daemons:
             d.stop()
@@ -310,7 +310,7 @@ class _OwnerlessWatch:
             self.max_s = max(self.max_s, now - since)
 
 
-async def _settle(redis: Redis, keys: Keys, sent: dict[str, list[str]], within: float) -> None:
+async def settle(redis: Redis, keys: Keys, sent: dict[str, list[str]], within: float) -> None:
     """Wait until every accepted nudge is applied (or time runs out; the audit says)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -329,7 +329,7 @@ async def _events(redis: Redis, keys: Keys, sid: str, kind: str | None = None) -
     return [f["event"] for f in frames if kind is None or f["event"]["type"] == kind]
 
 
-async def _audit(
+async def audit(
     redis: Redis, keys: Keys, sids: list[str], sent: dict[str, list[str]], report: Report
 ) -> None:
     problems = report.problems

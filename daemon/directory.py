@@ -1,0 +1,95 @@
+"""The directory: every session on this Redis, wherever it runs.
+
+A daemon's API and dashboard serve all sessions, not only those it owns. The ones it
+owns are answered from memory (its supervisor's runners, as of their last commit);
+the others from what their owners committed to Redis: the spec, each agent's config
+and small state, the conversation and the event stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from daemon.agent_core import AgentCore
+from daemon.agent_state import ROOT, Message
+from daemon.errors import UnknownAgent, UnknownSession
+from daemon.store import CorruptRecord, Store
+from protocol.sessions import SessionSummary
+
+if TYPE_CHECKING:
+    from daemon.supervisor import Supervisor
+
+
+class Directory:
+    def __init__(
+        self, supervisor: Supervisor, store: Store, names: Callable[[], Mapping[str, str]]
+    ) -> None:
+        self._supervisor = supervisor
+        self._store = store
+        #: Every session's name as last read from Redis (refreshed every second or so).
+        self._names = names
+
+    def owns(self, sid: str) -> bool:
+        return sid in self._supervisor.session_ids()
+
+    def known_ids(self) -> list[str]:
+        """Every session known here: owned ones, and those last read from Redis."""
+        local = self._supervisor.session_ids()
+        return local + sorted(set(self._names()) - set(local))
+
+    async def resolve(self, ref: str) -> str:
+        """A session id from an id, a unique id prefix or a name, among all sessions."""
+        try:
+            return self._supervisor.resolve(ref)
+        except UnknownSession:
+            pass
+        names = await self._store.session_names()
+        if ref in names:
+            return ref
+        matches = [sid for sid, name in names.items() if name == ref]
+        matches = matches or [sid for sid in names if sid.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise UnknownSession(f"unknown session {ref!r}")
+        raise UnknownSession(f"ambiguous session {ref!r}: {', '.join(sorted(matches))}")
+
+    async def summary(self, sid: str) -> SessionSummary:
+        if self.owns(sid):
+            return self._supervisor.summary(sid)
+        spec = await self._store.load_spec(sid)
+        if spec is None:
+            raise UnknownSession(f"unknown session {sid!r}")
+        agents = [
+            AgentCore(config, state).summary()
+            for config, state in await self._store.load_agent_states(sid)
+        ]
+        root = next((a for a in agents if a.agent == ROOT), None)
+        return SessionSummary(
+            spec=spec,
+            status=root.status if root else "done",
+            agents=agents,
+            last_seq=await self._store.last_seq(sid),
+        )
+
+    async def summaries(self) -> list[SessionSummary]:
+        found = []
+        for sid in self.known_ids():
+            try:
+                found.append(await self.summary(sid))
+            except (UnknownSession, CorruptRecord):
+                continue  # listed but never written whole, or unreadable (logged by its owner)
+        return sorted(found, key=lambda s: s.spec.created_at)
+
+    async def messages(self, sid: str, agent: str) -> list[Message]:
+        if self.owns(sid):
+            return list(self._supervisor.core(sid, agent).messages)
+        if not await self._store.has_agent(sid, agent):
+            raise UnknownAgent(f"unknown agent {sid}/{agent}")
+        return await self._store.load_messages(sid, agent)
+
+    async def has_agent(self, sid: str, agent: str) -> bool:
+        if self.owns(sid):
+            return agent in {a.agent for a in self._supervisor.summary(sid).agents}
+        return await self._store.has_agent(sid, agent)
