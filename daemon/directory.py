@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
+from redis.exceptions import ResponseError
+
 from daemon.agent_core import AgentCore
 from daemon.agent_state import ROOT, Message
 from daemon.errors import UnknownAgent, UnknownSession
@@ -78,8 +80,10 @@ class Directory:
         for sid in self.known_ids():
             try:
                 found.append(await self.summary(sid))
-            except (UnknownSession, CorruptRecord):
-                continue  # listed but never written whole, or unreadable (logged by its owner)
+            except (UnknownSession, CorruptRecord, ResponseError, UnicodeDecodeError):
+                # Listed but never written whole, or unreadable: a value steer cannot parse,
+                # a key of another type or bytes that are not UTF-8 (logged by its owner).
+                continue
         return sorted(found, key=lambda s: s.spec.created_at)
 
     async def messages(self, sid: str, agent: str) -> list[Message]:
