@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from daemon.home_lock import daemon_running
 from daemon.paths import DAEMON_FILE, TOKEN_FILE
 
 NOT_RUNNING = "the daemon is not running (start it with `steer daemon`)"
@@ -38,6 +39,11 @@ class DaemonClient:
             token = (home / TOKEN_FILE).read_text().strip()
         except (OSError, ValueError) as exc:
             raise ClientError(f"{NOT_RUNNING}; looked in {home}", EXIT_UNREACHABLE) from exc
+        if not daemon_running(home):  # a daemon.json left by a daemon that was killed
+            raise ClientError(
+                f"{NOT_RUNNING}; {home / DAEMON_FILE} is stale (pid {info.get('pid')})",
+                EXIT_UNREACHABLE,
+            )
         self.url: str = info["url"]
         self._http = httpx.Client(
             base_url=self.url,

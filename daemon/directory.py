@@ -76,8 +76,10 @@ class Directory:
         )
 
     async def summaries(self) -> list[SessionSummary]:
+        local = self._supervisor.session_ids()
+        others = set(await self._store.session_names()) - set(local)
         found = []
-        for sid in self.known_ids():
+        for sid in local + sorted(others):
             try:
                 found.append(await self.summary(sid))
             except (UnknownSession, CorruptRecord, ResponseError, UnicodeDecodeError):
