@@ -194,9 +194,12 @@ async def test_a_restarted_supervisor_resumes_and_applies_a_nudge_sent_while_it_
     await second.start()
     await wait_for(store, spec.id, is_event("nudge.delivered", nudge_id=nudge.nudge_id))
     await wait_for(store, spec.id, is_status("idle"), since=idle.seq)
-    # The sender retries the same nudge (say its XADD timed out): it must be a no-op.
+    # The sender retries the same nudge (say its XADD timed out): it must be a no-op,
+    # acknowledged without a commit.
+    commits = second.core(spec.id).state.commits
     retry_id = await store.send_nudge(nudge.to_fields())
     await until_consumed(store, spec.id, retry_id)
+    assert second.core(spec.id).state.commits == commits
     await second.stop()
 
     events = [f.event for f in await store.read_events(spec.id)]
