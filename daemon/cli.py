@@ -1,8 +1,12 @@
 """The `steer` command: run the daemon or the simulator, and talk to a running daemon.
 
-Every client command exits 0 on success, 1 on a daemon-side refusal (unknown
-session, bad input, a verb the agent's state does not allow), and 2 on bad usage or
-when the daemon (or its Redis) cannot be reached.
+Every client command exits 0 on success, 1 on a refusal (unknown session or agent,
+bad input, a verb the agent's state does not allow), and 2 on bad usage or when the
+daemon (or its Redis) cannot be reached: the `nudge` command's table, which adds its
+--wait outcomes (README, "Exit codes").
+
+`--json` prints JSON Lines: a list (`ls`, `logs`) one object per item, so it streams
+and `-f` follows; a single thing (`show`) one object on one line.
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ from daemon.render import (
     session_table,
     stale_line,
 )
+from protocol import wire
 from protocol.envelope import Frame
 from protocol.sessions import (
     APPROVAL_POLICIES,
     DEFAULT_PARALLEL_SUBAGENTS,
     MAX_PARALLEL_SUBAGENTS,
+    SETTLED,
     SessionSummary,
 )
 from protocol.text import safe_json, visible
@@ -49,6 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`steer logs S | head`): it has all it wanted. Stdout is
+        # pointed at /dev/null so that the interpreter's last flush does not fail too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,15 +68,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Keep Claude agent sessions alive in a daemon and steer them live. "
         'Send corrections with: nudge SESSION "TEXT".',
     )
+    parser.add_argument("--version", action=_Version, help="print steer's version and exit")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     p = _command(sub, "daemon", help="run the daemon in the foreground")
-    p.add_argument(
-        "--sandbox-network",
-        choices=("on", "off"),
-        help="whether the agents' commands reach the network (default: STEER_SANDBOX_NETWORK, on)",
-    )
+    _sandbox_arg(p)
     p.set_defaults(func=_daemon)
+    _lifecycle_commands(sub)
 
     p = _command(
         sub, "stop-redis", help="shut down the embedded Redis (it outlives the daemon on purpose)"
@@ -122,7 +131,11 @@ def _parser() -> argparse.ArgumentParser:
         "subagents and the tool calls waiting for approval",
     )
     p.add_argument("session", metavar=TARGET, help=TARGET_HELP + " (default: the root agent)")
-    p.add_argument("--json", action="store_true", help="only the raw messages, as JSON")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='one JSON object: {"session": ..., "agent": ..., "messages": [...]}',
+    )
     p.set_defaults(func=_show)
 
     p = _command(sub, "logs", help="print a session's events")
@@ -198,7 +211,107 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", help="why; the model is told")
     _author_arg(p)
     p.set_defaults(func=_deny)
+    _completion_commands(sub)
     return parser
+
+
+def _sandbox_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sandbox-network",
+        choices=("on", "off"),
+        help="whether the agents' commands reach the network (default: STEER_SANDBOX_NETWORK, on)",
+    )
+
+
+class _Version(argparse.Action):
+    """`--version`, read from the package metadata only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from daemon.lifecycle import version
+
+        print(f"steer {version()}")
+        parser.exit()
+
+
+def _lifecycle_commands(sub: Any) -> None:
+    """start, stop, status and doctor (daemon.lifecycle, daemon.doctor)."""
+    p = _command(
+        sub,
+        "start",
+        help="start the daemon in the background (log: STEER_HOME/daemon.log); returns "
+        "once it answers",
+    )
+    _sandbox_arg(p)
+    p.set_defaults(func=_start)
+    p = _command(sub, "stop", help="stop the background daemon and wait until it is gone")
+    p.set_defaults(func=_stop)
+    p = _command(
+        sub,
+        "status",
+        help="the daemon's pid, address, uptime, Redis and sessions by state (exit 3: not running)",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.set_defaults(func=_status)
+    p = _command(
+        sub,
+        "doctor",
+        help="check Redis, the daemon, the token, the model and the cache, and say what "
+        "to fix (exit 1: something to fix)",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.set_defaults(func=_doctor)
+
+
+def _completion_commands(sub: Any) -> None:
+    from daemon.completion import SESSIONS_COMMAND, SHELLS
+
+    p = _command(sub, "completion", help="print a shell completion script (bash, zsh or fish)")
+    p.add_argument("shell", choices=SHELLS)
+    p.set_defaults(func=_completion, commands=list(sub.choices))  # every command so far
+    # Hidden (no help): the session ids and names the completion scripts offer.
+    sub.add_parser(SESSIONS_COMMAND).set_defaults(func=_sessions)
+
+
+def _start(args: argparse.Namespace) -> int:
+    from daemon.lifecycle import start
+
+    extra = [] if args.sandbox_network is None else ["--sandbox-network", args.sandbox_network]
+    return start(steer_home(), extra)
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from daemon.lifecycle import stop
+
+    return stop(steer_home())
+
+
+def _status(args: argparse.Namespace) -> int:
+    from daemon.lifecycle import status
+
+    return status(steer_home(), as_json=args.json)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from daemon.doctor import run
+
+    return run(steer_home(), as_json=args.json)
+
+
+def _completion(args: argparse.Namespace) -> int:
+    from daemon.completion import script
+
+    print(script(args.shell, args.commands), end="")
+    return 0
+
+
+def _sessions(args: argparse.Namespace) -> int:
+    from daemon.completion import session_words
+
+    print("\n".join(session_words()))
+    return 0
 
 
 def _command(sub: Any, name: str, *, help: str) -> argparse.ArgumentParser:
@@ -274,6 +387,8 @@ def _run(args: argparse.Namespace) -> int:
         "workdir": os.path.abspath(args.workdir),
         "approve": args.approve,
     }
+    if args.name is not None and (problem := wire.name_problem(args.name)):
+        raise ClientError(f"--name {args.name!r}: {problem}")
     body |= {k: v for k, v in {"model": args.model, "name": args.name}.items() if v}
     if args.max_parallel is not None:
         body["max_parallel_subagents"] = args.max_parallel
@@ -295,6 +410,8 @@ def _tui(args: argparse.Namespace) -> int:
         url, token = credentials()
     except (OSError, ValueError, KeyError) as exc:
         raise ClientError(f"{NOT_RUNNING}; looked in {home}", EXIT_UNREACHABLE) from exc
+    if args.session is not None:  # refused here, before the dashboard takes the screen
+        _client().get(_session_path(args.session))
     return tui(url, token, credentials=credentials, session=args.session, author=_author(args))
 
 
@@ -316,10 +433,15 @@ def _show(args: argparse.Namespace) -> int:
     session = SessionSummary.model_validate(client.get(_session_path(ref)))
     sid, agent = session.spec.id, agent or "root"
     messages = client.get(f"/v1/sessions/{sid}/agents/{quote(agent, safe='')}/messages")
-    if args.json:
-        print(json.dumps(messages, indent=2))
-        return 0
     summary = next((a for a in session.agents if a.agent == agent), None)
+    if args.json:
+        shown = {
+            "session": session.model_dump(mode="json"),
+            "agent": summary.model_dump(mode="json") if summary else None,
+            "messages": messages,
+        }
+        print(safe_json(json.dumps(shown)))
+        return 0
     if summary is not None:
         print(agent_header(session, summary) + "\n")
     print(conversation(messages))
@@ -363,7 +485,8 @@ def _redirect(args: argparse.Namespace) -> int:
 
 
 def _verb(args: argparse.Namespace, verb: str, **fields: Any) -> int:
-    """POST a control verb; print the status of each agent it concerns afterwards."""
+    """POST a control verb; print the status of each agent it concerns afterwards, as
+    the daemon answers it."""
     ref, agent = args.target
     body = {"agent": agent, "author": _author(args)} | {
         k: v for k, v in fields.items() if v is not None
@@ -371,8 +494,17 @@ def _verb(args: argparse.Namespace, verb: str, **fields: Any) -> int:
     session = SessionSummary.model_validate(_client().post(_session_path(ref, verb), body))
     for summary in session.agents:
         if agent is None or summary.agent == agent:
-            print(f"{address(summary)}  {summary.status}")
+            print(f"{address(summary)}  {_after(verb, summary.status)}")
     return 0
+
+
+def _after(verb: str, status: str) -> str:
+    """An agent's status after `verb`: a pause the daemon accepted and the agent has not
+    reached yet (at its next boundary, or once its model call is cancelled) is
+    `pausing`, not the `running` its status still says."""
+    if verb == "pause" and status not in ("paused", *SETTLED):
+        return "pausing"
+    return status
 
 
 def _author(args: argparse.Namespace) -> str:

@@ -87,6 +87,7 @@ class Args:
         self.timeout: str | None = None
         self.author: str | None = None
         self.help = False
+        self.version = False
 
 
 def parse_args(argv: list[str]) -> Args:
@@ -101,6 +102,9 @@ def parse_args(argv: list[str]) -> Args:
             positional.append(arg)
         elif arg in ("-h", "--help"):
             args.help = True
+            return args
+        elif arg == "--version":
+            args.version = True
             return args
         elif arg in ("--queue", "--redirect"):
             mode = arg[2:]
@@ -137,6 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(sys.argv[1:] if argv is None else argv)
         if args.help:
             print(HELP)
+            return EXIT_OK
+        if args.version:
+            from importlib.metadata import version  # only when asked: it costs milliseconds
+
+            print(f"nudge {version('steer')}")
             return EXIT_OK
         text = _text(args.text)
         author = _author(args.author)
