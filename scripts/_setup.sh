@@ -1,5 +1,7 @@
 # Shared by scripts/test and scripts/demo: make sure redis-server and the project's
-# virtualenv (.venv, with the package and its test extras) are there.
+# virtualenv (.venv, the package installed editable) are there. The caller sets
+# STEER_EXTRAS first: "test" (scripts/test: pytest, mypy, ruff...) or "" (scripts/demo:
+# only what steer runs). One .venv serves both: a test install also serves the demo.
 # Sourced, not run; expects to be in the repository root.
 
 if ! command -v redis-server >/dev/null 2>&1; then
@@ -9,7 +11,7 @@ if ! command -v redis-server >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
 # tmux: the dashboard's end-to-end test runs `steer tui` in a real terminal.
-if ! command -v tmux >/dev/null 2>&1; then
+if [ -n "${STEER_EXTRAS:-}" ] && ! command -v tmux >/dev/null 2>&1; then
     echo "steer: installing tmux from apt" >&2
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq
@@ -26,14 +28,24 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-# Reinstall only when pyproject.toml changed; show pip's log only if it fails.
-stamp=".venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)"
-if [ ! -e "$stamp" ]; then
+# Reinstall only when pyproject.toml changed (or the test extras are wanted and only the
+# demo installed); show pip's log only if it fails.
+hash="$(sha1sum pyproject.toml | cut -c1-12)"
+if [ -n "${STEER_EXTRAS:-}" ]; then
+    stamps=(".venv/.installed-$hash-$STEER_EXTRAS")
+    target=".[$STEER_EXTRAS]"
+else
+    stamps=(".venv/.installed-$hash-run" .venv/.installed-"$hash"-*)
+    target="."
+fi
+installed=""
+for stamp in "${stamps[@]}"; do [ -e "$stamp" ] && installed=1; done
+if [ -z "$installed" ]; then
     echo "steer: installing Python packages into .venv" >&2
-    if ! .venv/bin/python -m pip install --disable-pip-version-check -e '.[test]' >.venv/pip.log 2>&1; then
+    if ! .venv/bin/python -m pip install --disable-pip-version-check -e "$target" >.venv/pip.log 2>&1; then
         cat .venv/pip.log >&2
         exit 1
     fi
     rm -f .venv/.installed-*
-    touch "$stamp"
+    touch "${stamps[0]}"
 fi
