@@ -98,7 +98,7 @@ class NudgeIntake:
     async def _listen(self) -> None:
         channel = self._store.keys.doorbell
         while True:
-            pubsub = self._store.redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._store.subscriber()
             try:
                 await pubsub.subscribe(channel)
                 # Doorbells rung while unsubscribed are lost: read everything once.

@@ -3,8 +3,8 @@
 `RedisWatch` is the sans-I/O part: fed the outcome of each ping, it keeps the
 `RedisStatus` the API reports (up or down, since when, the last error) and says when a
 restart may be tried. `RedisMonitor` is its shell: every `INTERVAL_S` it pings Redis
-over a connection of its own, with a short timeout, so that a busy pool never passes
-for an outage; for the embedded Redis it is given `revive`
+(on a cluster, every primary) over a connection of its own, with a short timeout, so
+that a busy pool never passes for an outage; for the embedded Redis it is given `revive`
 (`daemon.redis_server.revive_embedded`), which it runs in a thread when a ping fails.
 
 Restarts back off so that a server that dies right after each start is not restarted
@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -95,15 +96,27 @@ class RedisMonitor:
         url: str,
         *,
         revive: Callable[[], bool] | None = None,
+        cluster: bool = False,
     ) -> None:
-        # One connection, no retries: a ping answers for itself, at once.
-        self._probe = Redis.from_url(
-            url,
-            socket_timeout=PING_TIMEOUT_S,
-            socket_connect_timeout=PING_TIMEOUT_S,
-            retry=Retry(NoBackoff(), 0),
-            single_connection_client=True,
-        )
+        # One connection, no retries: a ping answers for itself, at once. On a cluster,
+        # a connection per node, and Redis is up while every primary answers (each
+        # serves its share of the sessions).
+        self._probe: Redis | RedisCluster
+        if cluster:
+            self._probe = RedisCluster.from_url(
+                url,
+                socket_timeout=PING_TIMEOUT_S,
+                socket_connect_timeout=PING_TIMEOUT_S,
+                retry=Retry(NoBackoff(), 0),
+            )
+        else:
+            self._probe = Redis.from_url(
+                url,
+                socket_timeout=PING_TIMEOUT_S,
+                socket_connect_timeout=PING_TIMEOUT_S,
+                retry=Retry(NoBackoff(), 0),
+                single_connection_client=True,
+            )
         self._revive = revive
         self._watch = RedisWatch(time.time())
         self._task: asyncio.Task[None] | None = None
@@ -162,7 +175,10 @@ class RedisMonitor:
         """None if Redis answered, else what went wrong."""
         try:
             async with asyncio.timeout(PING_TIMEOUT_S * 2):
-                await self._probe.ping()
+                if isinstance(self._probe, RedisCluster):
+                    await self._probe.ping(target_nodes=RedisCluster.PRIMARIES)
+                else:
+                    await self._probe.ping()
         except (RedisError, OSError, TimeoutError) as exc:
             return str(exc) or type(exc).__name__
         return None

@@ -25,7 +25,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from daemon import resp
@@ -77,12 +77,16 @@ class RedisServer:
         *,
         password: str | None = None,
         detached: bool = False,
+        extra_config: Sequence[str] = (),
     ) -> None:
         self.data_dir = data_dir
         self._auto_port = port is None
         self.port = free_port() if port is None else port
         self.password = password
         self.detached = detached
+        #: More redis.conf lines, after steer's own (a later line wins), say
+        #: `cluster-enabled yes`.
+        self.extra_config = tuple(extra_config)
         self._proc: subprocess.Popen[bytes] | None = None
         # A detached server started earlier, maybe by another process, is found again
         # through its pidfile.
@@ -250,6 +254,7 @@ class RedisServer:
             lines += ["daemonize yes", f"pidfile {_quote(str(self.pid_file.resolve()))}"]
         if self.password:
             lines.append(f"requirepass {_quote(self.password)}")
+        lines += self.extra_config
         return "\n".join(lines) + "\n"
 
     def _failed(self, what: str) -> RedisUnavailable:

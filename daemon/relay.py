@@ -105,7 +105,7 @@ class Relay:
         """Listen to the relay and events channels until cancelled."""
         keys = self._store.keys
         while True:
-            pubsub = self._store.redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._store.subscriber()
             try:
                 await pubsub.subscribe(keys.relay, keys.committed)
                 while True:

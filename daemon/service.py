@@ -3,7 +3,9 @@ together, run until a signal, and shut down cleanly.
 
 With no STEER_REDIS_URL it uses the embedded redis-server (started if needed, kept
 running after the daemon exits so nudges sent meanwhile are kept, started again if it
-dies while the daemon runs). With no ANTHROPIC_API_KEY it embeds the bundled simulator.
+dies while the daemon runs). STEER_REDIS_URL may name one Redis or any node of a Redis
+Cluster; either is checked first (`daemon.redis_checks`). With no ANTHROPIC_API_KEY it
+embeds the bundled simulator.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 import anthropic
 import uvicorn
 
+from daemon import redis_checks
 from daemon.api import create_api
 from daemon.commands import serve_relayed
 from daemon.guard import LoopbackGuard
@@ -64,9 +67,13 @@ async def _serve(settings: Settings, home: Path) -> None:
     started = time.monotonic()
     (home / DAEMON_FILE).unlink(missing_ok=True)  # we hold the lock: any left is stale
     redis_url = settings.redis_url or ensure_embedded(home)
+    # One line and exit 2 if steer must not run on it; which kind of Redis it is.
+    cluster = (await redis_checks.check(redis_url)).cluster
     sessions = 0
     async with AsyncExitStack() as stack:
-        clients = RedisClients.open(redis_url, max_connections=settings.redis_max_connections)
+        clients = RedisClients.open(
+            redis_url, max_connections=settings.redis_max_connections, cluster=cluster
+        )
         stack.push_async_callback(clients.aclose)
         await clients.writes.ping()
         keys = Keys(settings.key_prefix)
@@ -74,7 +81,7 @@ async def _serve(settings: Settings, home: Path) -> None:
         stack.push_async_callback(store.aclose)
         reads = Store(clients.reads, keys)  # the API's and the hub's reads: their own pool
         revive = None if settings.redis_url else partial(revive_embedded, home, redis_url)
-        redis = RedisMonitor(redis_url, revive=revive)
+        redis = RedisMonitor(redis_url, revive=revive, cluster=cluster)
         redis.start()
         stack.push_async_callback(redis.stop)
 

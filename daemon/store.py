@@ -27,6 +27,7 @@ from pydantic import JsonValue, ValidationError
 from daemon.agent_state import AgentConfig, AgentState, Message, NudgeChanges
 from daemon.fenced import CLAIM, READ_NUDGES, RELEASE, RENEW, Batch, NotOwner
 from daemon.keys import NUDGE_GROUP, Keys
+from daemon.redis_clients import subscriber, undecoded
 from protocol.envelope import Frame
 from protocol.events import Event
 from protocol.nudges import Nudge
@@ -77,8 +78,13 @@ class Store:
     @property
     def raw(self) -> Any:
         if self._raw is None:
-            self._raw = _undecoded(self.redis)
+            self._raw = undecoded(self.redis)
         return self._raw
+
+    def subscriber(self) -> Any:
+        """A redis-py `PubSub` for the doorbell, relay and committed channels (on a
+        cluster, to one node: they are broadcast to all); the caller closes it."""
+        return subscriber(self.redis)
 
     async def aclose(self) -> None:
         """Close the undecoded client this store made (the caller owns `redis`)."""
@@ -418,14 +424,6 @@ class Store:
         if frames:
             self._seq[sid] = frames[-1].seq
         return frames
-
-
-def _undecoded(redis: Any) -> Any:
-    """A client like `redis` whose replies stay bytes."""
-    pool = redis.connection_pool
-    kwargs = {**pool.connection_kwargs, "decode_responses": False}
-    # from_pool: the new client owns its pool, so its aclose() disconnects it.
-    return type(redis).from_pool(type(pool)(connection_class=pool.connection_class, **kwargs))
 
 
 def _parse(key: str, raw: str, parse: Any) -> Any:
