@@ -99,14 +99,29 @@ def _documented(description: str) -> dict[str, Any]:
 
 
 #: The error code of a refusal the framework makes before a route runs, by status.
-FRAMEWORK_CODES: dict[int, ErrorCode] = {413: "too_large", 422: "invalid", 429: "rate_limited"}
+FRAMEWORK_CODES: dict[int, ErrorCode] = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    422: "invalid",
+    429: "rate_limited",
+}
+
+#: How every route is authorised (the guard checks it before any route runs).
+SECURITY_SCHEMES: dict[str, Any] = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "the daemon's token, from STEER_HOME/token",
+    }
+}
 
 #: The refusals any route may answer.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _documented("bad_frame: the body is not JSON"),
     401: _documented("unauthorized: missing or wrong token"),
     403: _documented("forbidden: the Host header does not name this daemon on loopback"),
-    404: _documented("unknown_session or unknown_agent"),
+    404: _documented("unknown_session, unknown_agent, or not_found: no such route"),
     409: _documented("not_pending or conflict: the agent's state does not allow it"),
     413: _documented("too_large: the request body is over the limit"),
     422: _documented("invalid: a path, query or body field is wrong"),
@@ -142,6 +157,9 @@ def create_api(supervisor: Supervisor, store: Store, hub: Hub, redis: RedisMonit
         # a method the route does not take (405).
         if exc.status_code == 404:
             message = f"no route {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            allowed = {k.lower(): v for k, v in (exc.headers or {}).items()}.get("allow", "")
+            message = f"{request.url.path} does not take {request.method} (it takes {allowed})"
         else:
             message = str(exc.detail)
         code = FRAMEWORK_CODES.get(exc.status_code, "bad_frame")
@@ -296,6 +314,8 @@ def create_api(supervisor: Supervisor, store: Store, hub: Hub, redis: RedisMonit
         # FastAPI files a streaming route's documented refusals under its own media type;
         # they are JSON like everywhere else.
         schema = openapi()
+        schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+        schema["security"] = [{name: []} for name in SECURITY_SCHEMES]
         for operation in (op for ops in schema["paths"].values() for op in ops.values()):
             for status, response in operation["responses"].items():
                 content = response.get("content", {})

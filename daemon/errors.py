@@ -16,6 +16,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     "rate_limited": 429,
     "unauthorized": 401,
     "forbidden": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
     "unknown_session": 404,
     "unknown_agent": 404,
     "not_pending": 409,

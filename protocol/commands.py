@@ -38,6 +38,8 @@ ErrorCode = Literal[
     "rate_limited",
     "unauthorized",
     "forbidden",
+    "not_found",
+    "method_not_allowed",
     "unknown_session",
     "unknown_agent",
     "not_pending",

@@ -79,13 +79,30 @@ def test_guard_refusals_have_the_one_error_shape(api: ApiServer) -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "status"),
-    [("GET", "/v1/nope", 404), ("DELETE", "/v1/sessions", 405), ("PUT", "/v1/health", 405)],
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/v1/nope", 404, "not_found"),
+        ("DELETE", "/v1/sessions", 405, "method_not_allowed"),
+        ("PUT", "/v1/health", 405, "method_not_allowed"),
+    ],
 )
-def test_framework_refusals_have_the_one_error_shape(
-    api: ApiServer, method: str, path: str, status: int
+def test_framework_refusals_have_the_one_error_shape_and_their_own_codes(
+    api: ApiServer, method: str, path: str, status: int, code: str
 ) -> None:
-    error_of(api.http.request(method, path), status, "bad_frame")
+    response = api.http.request(method, path)
+    message = error_of(response, status, code)
+    assert path in message
+    if status == 405:
+        assert response.headers["allow"] in message
+
+
+def test_openapi_declares_the_bearer_token_for_every_route(api: ApiServer) -> None:
+    schema = api.http.get("/v1/openapi.json").json()
+    scheme = schema["components"]["securitySchemes"]["bearer"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert schema["security"] == [{"bearer": []}]
+    operations = [op for ops in schema["paths"].values() for op in ops.values()]
+    assert operations and all("security" not in op for op in operations)  # none opts out
 
 
 def test_openapi_describes_every_route_and_there_is_no_docs_ui(api: ApiServer) -> None:
