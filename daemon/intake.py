@@ -7,7 +7,8 @@ other daemon). A session is read:
   before and never acknowledged, once, page by page from the oldest, then new ones;
 - when its doorbell rings: every sender publishes the session id right after its XADD;
 - by a sweep every few seconds, which covers doorbells missed while the Pub/Sub
-  connection was down.
+  connection was down. That connection is made again with backoff when it fails, and
+  also when it stops answering PINGs: one dropped without a reset would never fail.
 Reads of one session never overlap; a wake-up during a read makes it read again.
 
 Nothing in an entry can stop delivery: bytes that are not UTF-8, bad numbers, missing,
@@ -21,6 +22,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from daemon.fenced import FenceError
@@ -34,7 +36,13 @@ log = logging.getLogger("steer.intake")
 PAGE = 100
 #: Every owned session is read this often even if no doorbell rang.
 SWEEP_S = 2.0
-RETRY_DELAY_S = 0.5
+#: The doorbell connection, lost, is made again after this long, doubling up to the max
+#: while it keeps failing (the sweep reads every session meanwhile).
+RETRY_MIN_S = 0.5
+RETRY_MAX_S = 8.0
+#: A doorbell connection quiet this long is sent a PING, and one that answers none of
+#: two is dropped and made again.
+LIVENESS_S = 2.0
 
 #: (session, entry id, nudge): deliver a decoded nudge.
 OnNudge = Callable[[str, str, Nudge], Awaitable[None]]
@@ -97,6 +105,8 @@ class NudgeIntake:
 
     async def _listen(self) -> None:
         channel = self._store.keys.doorbell
+        loop = asyncio.get_running_loop()
+        delay = RETRY_MIN_S
         while True:
             pubsub = self._store.subscriber()
             try:
@@ -104,15 +114,31 @@ class NudgeIntake:
                 # Doorbells rung while unsubscribed are lost: read everything once.
                 for sid in list(self._owned()):
                     self.wake(sid)
+                unanswered = 0  # PINGs sent since the connection was last heard from
                 while True:
-                    message = await pubsub.get_message(timeout=None)
+                    began = loop.time()
+                    message = await pubsub.get_message(timeout=LIVENESS_S)
+                    if message is None and loop.time() - began > LIVENESS_S / 2:
+                        # Quiet: a connection dropped without a reset (a NAT, a failover)
+                        # never fails by itself. (A None well before the timeout is a
+                        # reply redis-py does not pass on, our SUBSCRIBE's or a PING's
+                        # under RESP3: a sign of life.)
+                        if unanswered == 2:
+                            raise RedisConnectionError(
+                                f"the doorbell connection did not answer {unanswered} PINGs"
+                            )
+                        await pubsub.ping()
+                        unanswered += 1
+                        continue
+                    unanswered, delay = 0, RETRY_MIN_S
                     if message is not None and message.get("type") == "message":
                         sid = message.get("data")
                         if isinstance(sid, str) and sid in self._owned():
                             self.wake(sid)
             except (RedisError, OSError) as exc:
-                log.warning("intake.doorbell_down error=%s", exc)
-                await asyncio.sleep(RETRY_DELAY_S)
+                log.warning("intake.doorbell_down error=%s retry_in=%.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
             finally:
                 await pubsub.aclose()
 

@@ -87,19 +87,22 @@ class Ownership:
         renew_every = self.ttl_ms / 3000
         while True:
             await asyncio.sleep(max(0.0, self._renewed_at + renew_every - time.monotonic()))
-            # The leases Redis holds run out a TTL after it last renewed them, and that
-            # was no earlier than `_renewed_at`: past that, stop driving the sessions.
+            # Redis holds the leases for a TTL from when it last renewed them, which was
+            # no earlier than `_renewed_at`: by then, stop driving the sessions.
             deadline = self._renewed_at + self.ttl_ms / 1000
-            try:
-                async with asyncio.timeout_at(_loop_time(deadline)):
-                    await self.renew()
-            except (RedisError, OSError, TimeoutError) as exc:
-                log.warning("ownership.redis_unavailable error=%s", str(exc) or "no answer")
-                if time.monotonic() >= deadline:
+            while True:
+                try:
+                    async with asyncio.timeout_at(_loop_time(deadline)):
+                        await self.renew()
+                    break
+                except (RedisError, OSError, TimeoutError) as exc:
+                    log.warning("ownership.redis_unavailable error=%s", str(exc) or "no answer")
+                left = deadline - time.monotonic()
+                if left <= 0:
                     self._lose(self.owned, "leases not renewed for a whole TTL")
-                    self._renewed_at = time.monotonic()  # nothing left to renew: try again
-                else:
-                    await asyncio.sleep(min(renew_every, deadline - time.monotonic()) / 2)
+                    self._renewed_at = time.monotonic()  # nothing left to renew: begin anew
+                    break
+                await asyncio.sleep(min(renew_every / 2, left))
 
     async def _take_over(self) -> None:
         while True:

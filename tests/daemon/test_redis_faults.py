@@ -1,0 +1,116 @@
+"""Redis faults under a real `steer daemon` (issue 8, item 6): redis-server killed -9
+and restarted from its AOF, stopped (SIGSTOP) for longer than a lease, and the
+connection slowed, cut, black-holed and refused by a TCP proxy; nudges are sent all
+along. The daemon rides each out; tests/redis_faults.py has the traffic, the faults
+and the checks, and scripts/redis_faults runs the long versions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from daemon.redis_server import RedisServer
+from tests.faultproxy import FaultProxy
+from tests.fixtures.steer_process import DaemonProcess, StartSteerDaemon
+from tests.redis_faults import (
+    Traffic,
+    kill_and_restart,
+    proxy_faults,
+    stop_and_continue,
+    through_proxy,
+)
+
+#: Short leases, so that the faults below outlast one.
+LEASE_TTL_MS = 3_000
+#: The agents' pace: a model turn of the loop scenario takes about 0.2 s.
+TOKEN_RATE = 50
+
+
+@pytest.fixture
+def proxy(private_redis: RedisServer) -> Iterator[FaultProxy]:
+    with FaultProxy(private_redis.port, lifetime_s=120) as running:
+        yield running
+
+
+def start(start_steer_daemon: StartSteerDaemon, redis_url: str) -> DaemonProcess:
+    return start_steer_daemon(
+        STEER_REDIS_URL=redis_url,
+        STEER_LEASE_TTL_MS=str(LEASE_TTL_MS),
+        STEER_SIM_TOKEN_RATE=str(TOKEN_RATE),
+    )
+
+
+def traffic(daemon: DaemonProcess, redis: RedisServer, key_prefix: str) -> Traffic:
+    assert daemon.proc is not None
+    return Traffic(daemon.home, redis.url, key_prefix, pid=daemon.proc.pid)
+
+
+@pytest.mark.timeout(60)
+async def test_redis_killed_and_restarted_from_its_aof(
+    private_redis: RedisServer,
+    start_steer_daemon: StartSteerDaemon,
+    key_prefix: str,
+    tmp_path: Path,
+) -> None:
+    daemon = start(start_steer_daemon, private_redis.url)
+    async with traffic(daemon, private_redis, key_prefix) as user:
+        await user.start(tmp_path)
+        outage = await kill_and_restart(user, private_redis, down_s=2.0)
+        report = await user.finish()
+    assert report.problems == [], "\n".join(report.lines())
+    assert outage.health_down and not outage.health_errors
+    assert outage.recovered_s is not None
+    assert report.nudges_applied >= report.nudges_acknowledged > 0  # and late ones once
+
+
+@pytest.mark.timeout(75)
+async def test_redis_stopped_for_longer_than_a_lease(
+    private_redis: RedisServer,
+    start_steer_daemon: StartSteerDaemon,
+    key_prefix: str,
+    tmp_path: Path,
+) -> None:
+    daemon = start(start_steer_daemon, private_redis.url)
+    async with traffic(daemon, private_redis, key_prefix) as user:
+        await user.start(tmp_path)
+        outage = await stop_and_continue(user, private_redis, stopped_s=12.0)
+        report = await user.finish()
+    assert report.problems == [], "\n".join(report.lines())
+    assert outage.health_down and not outage.health_errors
+    assert outage.recovered_s is not None
+    # The leases ran out meanwhile: the sessions were dropped, then claimed again.
+    assert report.log_counts["session.lost"] >= 2 and report.log_counts["session.claimed"] >= 2
+    assert report.nudges_applied >= report.nudges_acknowledged > 0  # and late ones once
+
+
+@pytest.mark.timeout(90)
+async def test_the_connection_slowed_cut_black_holed_and_refused(
+    private_redis: RedisServer,
+    proxy: FaultProxy,
+    start_steer_daemon: StartSteerDaemon,
+    key_prefix: str,
+    tmp_path: Path,
+) -> None:
+    daemon = start(start_steer_daemon, proxy.url())
+    async with traffic(daemon, private_redis, key_prefix) as user:
+        await user.start(tmp_path)
+        outages = [await through_proxy(user, proxy, fault) for fault in proxy_faults(hold_s=3.5)]
+        # The silenced doorbell connection is found out (it answers no PING) and made
+        # again: Redis lists that one and the silent one, which it never saw end.
+        resubscribed = await user.until_subscribed(2)
+        report = await user.finish()
+    lines = "\n".join(report.lines())
+    assert report.problems == [], lines
+    assert all(not o.health_errors and o.recovered_s is not None for o in outages), lines
+    # Once Redis answers again, even slowly, the daemon keeps the sessions it claims:
+    # their leases are renewed in time, and none of their writes is fenced.
+    assert all(o.dropped_after == 0 for o in outages), lines
+    slow, _, black_hole, refused, _ = outages
+    assert not slow.health_down, lines  # slow is not down
+    assert black_hole.health_down and refused.health_down, lines
+    assert resubscribed is not None, lines
+    assert proxy.counters.cut > 0
+    assert report.nudges_applied >= report.nudges_acknowledged > 0
