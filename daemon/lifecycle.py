@@ -125,7 +125,7 @@ def stop(home: Path) -> int:
     with contextlib.suppress(ProcessLookupError):  # gone meanwhile: the lock tells below
         os.kill(live.pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while daemon_running(home) or (home / DAEMON_FILE).exists():
+    while daemon_running(home) or (home / DAEMON_FILE).exists() or process_alive(live.pid):
         if time.monotonic() > deadline:
             print(
                 f"steer: the daemon (pid {live.pid}) did not stop within {STOP_TIMEOUT_S:g}s; "
@@ -191,6 +191,22 @@ def _duration(seconds: int) -> str:
     hours, rest = divmod(max(seconds, 0), 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def process_alive(pid: int) -> bool:
+    """Whether `pid` still runs: it drops the home's lock a moment before it exits. A
+    zombie (a parent yet to reap it, as a test's) has exited."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc (macOS): ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
 
 def _answers(home: Path) -> bool:
