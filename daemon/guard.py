@@ -2,9 +2,16 @@
 
 A nudge is a command to an agent that runs tools, so every HTTP request and every
 websocket handshake must carry the daemon's token and name a loopback Host with the
-daemon's port (DNS rebinding). A websocket handshake must also come with no Origin
-(a native client) or one on the allow-list: browsers do not apply the same-origin
-policy to websockets. HTTP bodies are size-limited.
+daemon's port (DNS rebinding). A request with an Origin (only browsers send one) is
+refused unless the origin is on the allow-list: browsers do not apply the same-origin
+policy to websockets, and a page could otherwise send "simple" POSTs blind. HTTP bodies
+are size-limited.
+
+CORS for the allow-list: a browser's preflight (OPTIONS with Origin and
+Access-Control-Request-Method) from an allowed origin is answered here, without a
+token, since browsers never send credentials on a preflight; it says which methods and
+headers the real request may use. The real request still needs the token, and its
+answer (a refusal too, so the page can read why) names the origin it may be read by.
 
 Starlette middleware does not run for websocket scopes, so this is a plain ASGI
 wrapper, and a refused websocket is refused before `accept()`: with a real HTTP
@@ -47,12 +54,18 @@ _FORBIDDEN_HOST: Refusal = (
     "forbidden",
     "the Host header must name this daemon on loopback",
 )
-_FORBIDDEN_ORIGIN: Refusal = (403, "forbidden", "this Origin may not open the websocket")
+_FORBIDDEN_ORIGIN: Refusal = (403, "forbidden", "this Origin is not in STEER_ALLOWED_ORIGINS")
+
+#: What an allowed origin's preflight is told (the API's methods; the token and JSON).
+CORS_METHODS = b"GET, POST"
+CORS_HEADERS = b"Authorization, Content-Type"
+#: How long a browser may reuse a preflight's answer, in seconds.
+CORS_MAX_AGE = b"600"
 _TOO_LARGE: Refusal = (413, "too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
 
 
 class LoopbackGuard:
-    """Token and Host checks for every request; Origin for websockets; body size for HTTP."""
+    """Token, Host and Origin checks for every request; CORS and body size for HTTP."""
 
     def __init__(
         self,
@@ -80,7 +93,14 @@ class LoopbackGuard:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = _headers(scope)
-        refusal = self._host_refusal(headers) or self._token_refusal(headers, None)
+        refusal = self._host_refusal(headers) or self._origin_refusal(headers)
+        origin = _single(headers, b"origin") if refusal is None else None
+        if origin is not None:
+            if scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:
+                await _preflight(send, origin)
+                return
+            send = _allow_origin(send, origin)
+        refusal = refusal or self._token_refusal(headers, None)
         if refusal is None and b"content-length" in headers:
             length = _single(headers, b"content-length") or b""
             if not length.isdigit() or int(length) > MAX_BODY_BYTES:
@@ -186,6 +206,35 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
         return pending.pop(0) if pending else await receive()
 
     return replayed
+
+
+async def _preflight(send: Send, origin: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 204,
+            "headers": [
+                (b"access-control-allow-origin", origin),
+                (b"access-control-allow-methods", CORS_METHODS),
+                (b"access-control-allow-headers", CORS_HEADERS),
+                (b"access-control-max-age", CORS_MAX_AGE),
+                (b"vary", b"Origin"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _allow_origin(send: Send, origin: bytes) -> Send:
+    """`send`, with the answer readable by the page at `origin` (an allowed one)."""
+
+    async def sent(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            extra = [(b"access-control-allow-origin", origin), (b"vary", b"Origin")]
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return sent
 
 
 async def _refuse_websocket(scope: Scope, receive: Receive, send: Send, refusal: Refusal) -> None:

@@ -31,8 +31,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     #: 0 picks a free port; clients find it in STEER_HOME/daemon.json.
     port: int = 0
-    #: Web origins allowed to open the websocket, comma-separated, matched exactly (say
-    #: `vscode-webview://...`); none by default. Native clients send no Origin at all.
+    #: Web origins allowed to call the API (CORS) and open the websocket, comma-separated,
+    #: matched exactly (say `vscode-webview://...`); none by default. Native clients send
+    #: no Origin at all.
     allowed_origins: str = ""
     model: str = DEFAULT_MODEL
     #: Tokens per second the embedded simulator streams at (0: as fast as it can).
