@@ -50,6 +50,7 @@ from daemon.agent_state import (
 from daemon.catalog import cost_usd
 from daemon.errors import CommandError
 from daemon.policy import needs_approval
+from protocol import wire
 from protocol.events import (
     AgentFailed,
     AgentStatusChanged,
@@ -136,11 +137,7 @@ class AgentCore:
     def finished(self) -> str | None:
         """Why the agent takes no more input, if it is over: vetoed, or a subagent whose
         parent already has its report (done or failed)."""
-        if self.state.status == "vetoed":
-            return "the agent was vetoed"
-        if self.config.parent is not None and self.state.status in ("done", "failed"):
-            return f"the subagent has {self.state.status} and reported back; steer its parent"
-        return None
+        return wire.closed_reason(self.state.status, self.config.parent is not None)
 
     @property
     def resumable(self) -> bool:

@@ -29,6 +29,11 @@ class Keys:
         return f"{self.prefix}:sessions"
 
     @property
+    def names(self) -> str:
+        """Hash: session name -> session id, each set once (HSETNX): names are unique."""
+        return f"{self.prefix}:names"
+
+    @property
     def daemons(self) -> str:
         """Hash: daemon id -> its registration as JSON (address, pid, expiry)."""
         return f"{self.prefix}:daemons"

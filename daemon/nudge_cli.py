@@ -2,17 +2,22 @@
 
 It appends one entry to the nudge stream, so it works while the daemon is down; the
 entry, its limits and its checks are `protocol.wire`'s, as for `Nudge.to_fields()`.
-With --wait it follows the session's event stream until the daemon reports the nudge
-delivered or rejected.
+Before it writes, it asks Redis what it already knows: a session or agent that does
+not exist, or an agent that takes no more nudges (`protocol.wire.closed_reason`), is
+refused at once rather than accepted and rejected later. With --wait it follows the
+session's event stream until the daemon reports the nudge delivered or rejected, or
+the agent failed.
 
 It must start in a few tens of milliseconds, so it imports no redis-py, pydantic,
 asyncio or protocol models (100+ ms between them): only cheap stdlib modules,
 `daemon.keys`, `daemon.paths`, the raw-socket client `daemon.resp` and the import-free
 `protocol.wire`.
 
-Exit codes: 0 sent (with --wait: delivered); 2 bad input or configuration, or Redis
-unreachable or refusing; 3 --wait timed out (the nudge stays queued); 4 the daemon
-rejected the nudge; 130 interrupted.
+Exit codes are `steer`'s (README, "Exit codes"): 0 sent (with --wait: delivered);
+1 refused (unknown session or agent, bad text or author, an agent that takes no more
+nudges); 2 bad usage or configuration, or Redis unreachable or refusing; 3 --wait timed
+out (the nudge stays queued); 4 the daemon rejected the nudge after it was sent; 5 the
+agent failed before answering it; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -26,10 +31,15 @@ from daemon.keys import Keys
 from daemon.paths import configured_redis_url, key_prefix
 from protocol import wire
 
+#: `daemon.agent_state.ROOT`, which this command may not import (pydantic).
+ROOT = "root"
+
 EXIT_OK = 0
+EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_TIMEOUT = 3
 EXIT_REJECTED = 4
+EXIT_FAILED = 5
 EXIT_INTERRUPTED = 130
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -37,6 +47,18 @@ REDIS_TIMEOUT_S = 5.0
 AMBIGUOUS_SHOWN = 5
 #: A Redis Cluster redirects a command at most a couple of times (MOVED, then ASK).
 MAX_REDIRECTS = 5
+#: What Redis knows of an agent, in one round trip and without `json` on this side (its
+#: import, with `re`, would cost this command a tenth of its start-up): whether the
+#: session has any agent recorded, whether this one is, whether it has a parent, and
+#: its status ("" when it has no state yet). Both keys share the session's hash slot.
+AGENT_SCRIPT = """
+local config = redis.call('HGET', KEYS[1], ARGV[1])
+if not config then return {redis.call('EXISTS', KEYS[1]), 0, 0, ''} end
+local parent = cjson.decode(config).parent
+local state = redis.call('GET', KEYS[2])
+local status = state and cjson.decode(state).status or ''
+return {1, 1, type(parent) == 'string' and 1 or 0, type(status) == 'string' and status or ''}
+"""
 
 HELP = f"""\
 usage: nudge SESSION[/AGENT] TEXT [--redirect | --queue] [--all] [--wait]
@@ -62,9 +84,12 @@ is down. Prints the nudge id.
 Redis: $STEER_REDIS_URL, else the embedded one `steer daemon` started
 ($STEER_HOME/redis.url); key prefix $STEER_KEY_PREFIX (default "steer").
 
-Exit codes: 0 sent (with --wait: delivered); 2 bad input or configuration, or Redis
-unreachable; 3 --wait timed out (the nudge stays queued and will still be applied);
-4 rejected by the daemon."""
+Exit codes (the same as steer's): 0 sent (with --wait: delivered); 1 refused: unknown
+session or agent, bad text or author, or an agent that takes no more nudges (vetoed,
+or a subagent that reported back); 2 bad usage or configuration, or Redis unreachable;
+3 --wait timed out (the nudge stays queued and will still be applied); 4 rejected by
+the daemon after it was sent; 5 the agent failed before answering (`steer resume`
+retries it)."""
 
 
 class Fail(Exception):
@@ -160,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         keys = Keys(key_prefix())
         with _Redis(url) as redis:
             sid = resolve_session(session_query, _hash(redis.call("HGETALL", keys.sessions)))
+            _check_agent(redis, keys, sid, agent if not args.standing else "")
             # With --wait, read positions are taken before the XADD, so that no report
             # about the nudge can be missed.
             watched = (keys.events(sid),) if args.wait else ()
@@ -216,7 +242,7 @@ def _text(arg: str) -> str:
         text = arg  # undecodable bytes in argv arrive as surrogates: wire refuses them
     problem = wire.text_problem(text)
     if problem:
-        raise Fail(problem)
+        raise Fail(problem, EXIT_REFUSED)
     return text
 
 
@@ -224,7 +250,7 @@ def _author(arg: str | None) -> str:
     author = arg if arg is not None else os.environ.get("USER") or wire.DEFAULT_AUTHOR
     problem = wire.author_problem(author)
     if problem:
-        raise Fail(problem)
+        raise Fail(problem, EXIT_REFUSED)
     return author
 
 
@@ -252,18 +278,41 @@ def resolve_session(query: str, sessions: dict[str, str]) -> str:
     if not matches:
         matches = sorted(sid for sid in sessions if sid.startswith(query))
     if not matches:
-        raise Fail(f"unknown session {query!r}")
+        raise Fail(f"unknown session {query!r}", EXIT_REFUSED)
     if len(matches) > 1:
         shown = ", ".join(f"{sid} ({sessions[sid]})" for sid in matches[:AMBIGUOUS_SHOWN])
         more = (
             f" and {len(matches) - AMBIGUOUS_SHOWN} more" if len(matches) > AMBIGUOUS_SHOWN else ""
         )
-        raise Fail(f"ambiguous session {query!r}: {shown}{more}")
+        raise Fail(f"ambiguous session {query!r}: {shown}{more}", EXIT_REFUSED)
     return matches[0]
 
 
+def _check_agent(redis: _Redis, keys: Keys, sid: str, agent: str) -> None:
+    """Refuse now what the daemon would refuse once it reads the nudge.
+
+    Redis may not know: a session listed before its agents were written, or a sender
+    whose ACL user may not read agents (the least-privilege `nudger`); then the
+    daemon decides, and --wait reports its answer."""
+    aid = agent or ROOT
+    try:
+        reply = redis.call("EVAL", AGENT_SCRIPT, 2, keys.agents(sid), keys.state(sid, aid), aid)
+    except Fail as exc:
+        if isinstance(exc.__context__, resp.RespError):  # NOPERM, or a value not JSON
+            return
+        raise
+    if not isinstance(reply, list) or len(reply) != 4:
+        return
+    any_agent, known, subagent, status = reply
+    if any_agent == 1 and known == 0:
+        raise Fail(f"unknown agent {sid}/{aid}", EXIT_REFUSED)
+    closed = wire.closed_reason(str(status), subagent == 1)
+    if closed is not None:
+        raise Fail(f"{sid}/{aid}: {closed}", EXIT_REFUSED)  # the daemon's own sentence
+
+
 def _where(sid: str, agent: str) -> str:
-    return f"{sid}/{agent}" if agent and agent != "root" else f"{sid} (root)"
+    return f"{sid}/{agent}" if agent and agent != ROOT else f"{sid} (root)"
 
 
 class _Redis:
@@ -359,11 +408,14 @@ def _wait(
     where: str | None,
     timeout: float,
 ) -> int:
-    """Follow the event streams until the nudge is delivered or rejected, or time runs out.
+    """Follow the event streams until the nudge is delivered or rejected, the agent it
+    was applied to fails, or time runs out.
 
     `where` None (a standing nudge): the first agent the daemon reports, whichever."""
     deadline = time.monotonic() + timeout
     applied = False
+    #: The agent the nudge was applied to: if it fails, the model will not answer.
+    applied_to: str | None = None
     try:
         while (remaining := deadline - time.monotonic()) > 0:
             # XREAD BLOCK returns nil at its own deadline; the socket timeout is a backstop.
@@ -380,12 +432,24 @@ def _wait(
             )
             for key, entry_id, event in _entries(reply):
                 since[key] = entry_id
+                if (
+                    applied_to is not None
+                    and event.get("type") == "agent.status"
+                    and event.get("status") == "failed"
+                    and event.get("agent") == applied_to
+                ):
+                    resume = sid if applied_to == ROOT else f"{sid}/{applied_to}"
+                    raise Fail(
+                        f"the agent failed: {event.get('reason')}; `steer resume {resume}` "
+                        f"retries it ({nudge_id} is in its conversation)",
+                        EXIT_FAILED,
+                    )
                 if event.get("nudge_id") != nudge_id:
                     continue
                 kind = event.get("type")
                 agent = where or _where(sid, str(event.get("agent") or ""))
                 if kind == "nudge.applied" and not applied:
-                    applied = True
+                    applied, applied_to = True, str(event.get("agent") or ROOT)
                     print(
                         f"applied to {agent} in request {event.get('request_no')} via "
                         f"{event.get('path')}; waiting for the model...",

@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import JsonValue, ValidationError
 
 from daemon.agent_state import AgentConfig, AgentState, Message, NudgeChanges
+from daemon.errors import CommandError
 from daemon.fenced import CLAIM, READ_NUDGES, RELEASE, RENEW, Batch, NotOwner
 from daemon.keys import NUDGE_GROUP, Keys
 from daemon.redis_clients import subscriber, undecoded
@@ -38,6 +39,11 @@ NO_CHANGES = NudgeChanges()
 
 class CorruptRecord(Exception):
     """A stored value that cannot be read back; the message names the key."""
+
+
+class NameTaken(CommandError):
+    def __init__(self, name: str, holder: str) -> None:
+        super().__init__("conflict", f"the name {name!r} is taken by session {holder}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +176,18 @@ class Store:
         daemon_id: str,
         ttl_ms: int,
     ) -> list[Frame] | None:
-        """Create a session owned by this daemon; None if its id was ever used."""
+        """Create a session owned by this daemon; None if its id was ever used.
+
+        Raises NameTaken if another session has its name: names are reserved with
+        HSETNX, so of two daemons creating the same name at once only one gets it."""
         sid = spec.id
+        holder = next((i for i, n in (await self.session_names()).items() if n == spec.name), None)
+        if holder is None and not await self.redis.hsetnx(self.keys.names, spec.name, sid):
+            holder = await self.redis.hget(self.keys.names, spec.name)
+        if holder is not None:  # (the first test: sessions from before the names hash)
+            raise NameTaken(spec.name, holder)
         if not await self.claim(sid, daemon_id, ttl_ms, mode="new"):
+            await self.redis.hdel(self.keys.names, spec.name)
             return None
         async with self._lock(sid):
             batch = self._batch(sid)

@@ -45,7 +45,7 @@ from daemon.runner import (
     StartInput,
 )
 from daemon.slots import SlotPool
-from daemon.store import CorruptRecord, Store
+from daemon.store import CorruptRecord, NameTaken, Store
 from daemon.subagents import MAX_DEPTH, SPAWN_SPEC, parse_spawn, report
 from daemon.tools import TOOL_SPECS, ToolOutcome
 from daemon.tools.sandbox import Sandbox
@@ -155,13 +155,18 @@ class Supervisor:
             system_messages=model_info(model).system_messages,
             approve=request.approve,
         )
-        frames = await self.store.create_session(
-            spec,
-            root,
-            [SessionCreated(agent=ROOT, spec=spec), _started(root)],
-            daemon_id=self.daemon_id,
-            ttl_ms=self.ownership.ttl_ms,
-        )
+        try:
+            frames = await self.store.create_session(
+                spec,
+                root,
+                [SessionCreated(agent=ROOT, spec=spec), _started(root)],
+                daemon_id=self.daemon_id,
+                ttl_ms=self.ownership.ttl_ms,
+            )
+        except NameTaken:
+            if request.name:
+                raise
+            return await self.create_session(request)  # a default name taken meanwhile
         if frames is None:  # the id was taken meanwhile: 1 in 16 million, try another
             return await self.create_session(request)
         self._publish(frames)
@@ -215,6 +220,8 @@ class Supervisor:
         agent = body.agent if body.agent not in (None, ROOT) else None
         if not await self.directory.has_agent(sid, agent or ROOT):
             raise UnknownAgent(f"unknown agent {sid}/{agent}")  # refused now, not later
+        if closed := await self._closed(sid, agent or ROOT):  # as the `nudge` command does
+            raise CommandError("conflict", f"{sid}/{agent or ROOT}: {closed}")
         nudge = Nudge(
             nudge_id=body.nudge_id or f"n-{os.urandom(8).hex()}",
             session=sid,
@@ -357,6 +364,15 @@ class Supervisor:
             slots.give_back(config.agent)
 
     # -- internals --------------------------------------------------------------
+
+    async def _closed(self, sid: str, aid: str) -> str | None:
+        """Why the agent takes no more nudges (`AgentCore.finished`), wherever it runs."""
+        if sid in self._specs:
+            return self.core(sid, aid).finished
+        for config, state in await self.store.load_agent_states(sid):
+            if config.agent == aid:
+                return AgentCore(config, state).finished
+        return None
 
     def _created_at(self, sid: str) -> float:
         return self._specs[sid].created_at

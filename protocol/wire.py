@@ -81,6 +81,17 @@ def name_problem(name: str) -> str | None:
     return None
 
 
+def closed_reason(status: str, subagent: bool) -> str | None:
+    """Why an agent takes no more nudges, if it is over: vetoed, or a subagent whose
+    parent already has its report (done or failed). The daemon's core and the `nudge`
+    command, which reads the agent's status from Redis, refuse with this sentence."""
+    if status == "vetoed":
+        return "the agent was vetoed"
+    if subagent and status in ("done", "failed"):
+        return f"the subagent has {status} and reported back; steer its parent"
+    return None
+
+
 def text_problem(text: str) -> str | None:
     """Not blank, at most MAX_NUDGE_BYTES of UTF-8."""
     if not text.strip():

@@ -96,6 +96,9 @@ class SteerApp(App[None]):
         self._dirty = True
         self._state: LinkState | None = None
         self._outcome: tuple[str, bool] | None = None
+        #: The label and id of the nudge the status line last reported as sent: the
+        #: daemon may still reject it (nudge.rejected), and the line then says so.
+        self._sent_nudge: tuple[str, str] | None = None
         self._deny_call: str | None = None
 
     # -- layout -------------------------------------------------------------------
@@ -176,6 +179,12 @@ class SteerApp(App[None]):
         self.transcript.show(row.agent)
 
     def _show_status(self) -> None:
+        if self._sent_nudge is not None:
+            label, nudge_id = self._sent_nudge
+            reason = self.model.rejected.get(nudge_id)
+            if reason is not None:
+                self._outcome, self._sent_nudge = (f"{label}: rejected: {reason}", False), None
+                self.notify(f"{label}\n{reason}", title="rejected", severity="error", markup=False)
         view = f"sort: {self.sort}{' (reversed)' if self.reverse else ''}"
         if self.query_text:
             view += f" · filter: {self.query_text}"
@@ -229,13 +238,17 @@ class SteerApp(App[None]):
     async def _send(self, label: str, kind: type[BaseModel], fields: dict[str, Any]) -> None:
         ack = await self.backend.call(kind, **fields)
         self.acks.append((label, ack))
-        if ack.ok:
-            self._outcome = (label, True)
+        nudge_id = ack.result.get("nudge_id") if isinstance(ack.result, dict) else None
+        if ack.ok and isinstance(nudge_id, str):  # queued, not applied yet: say no more
+            self._outcome, self._sent_nudge = (f"{label}: sent", True), (label, nudge_id)
+            self.notify(label, title="sent", timeout=3, markup=False)
+        elif ack.ok:
+            self._outcome, self._sent_nudge = (label, True), None
             self.notify(label, title="done", timeout=3, markup=False)
         else:
             error = ack.error
             reason = f"{error.code}: {error.message}" if error else "refused"
-            self._outcome = (f"{label}: {reason}", False)
+            self._outcome, self._sent_nudge = (f"{label}: {reason}", False), None
             self.notify(
                 f"{label}\n{reason}", title="refused", severity="error", timeout=8, markup=False
             )

@@ -193,6 +193,8 @@ class DashboardModel:
         self.structure = 0
         #: The agent that most recently did something (for follow mode).
         self.last_active: tuple[str, str] | None = None
+        #: Why each nudge the daemon rejected after accepting it was rejected, by id.
+        self.rejected: dict[str, str] = {}
 
     # -- reading ------------------------------------------------------------------
 
@@ -327,6 +329,7 @@ class DashboardModel:
             agent.parent, agent.name, agent.task = event.parent, event.name, event.task
             return
         if isinstance(event, NudgeRejected):
+            self.rejected[event.nudge_id] = event.reason
             for each in view.agents.values():
                 each.pending_nudges.pop(event.nudge_id, None)
             return

@@ -236,7 +236,10 @@ async def test_bad_input_is_one_line_and_sends_nothing(
     args: list[str],
     message: str,
 ) -> None:
-    error = one_line_error(await nudge(env, *args), nudge_cli.EXIT_USAGE)
+    # What the daemon would refuse is 1, as from `steer`; the command line itself, 2.
+    refused = message.startswith(("unknown session", "ambiguous", "the text", "the author"))
+    code = nudge_cli.EXIT_REFUSED if refused else nudge_cli.EXIT_USAGE
+    error = one_line_error(await nudge(env, *args), code)
     assert error.startswith(message)
     assert await stream_nudges(redis_client, keys) == []
 
