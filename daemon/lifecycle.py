@@ -88,9 +88,10 @@ def start(home: Path, daemon_args: list[str]) -> int:
     log = home / LOG_FILE
     with log.open("ab") as out:
         # `python -m daemon.cli`, not the `steer` script: this interpreter is the one
-        # whose package is installed, wherever the script is on PATH.
+        # whose package is installed, wherever the script is on PATH. -P: not the
+        # current directory's `daemon` (a checkout) in its place.
         child = subprocess.Popen(
-            [sys.executable, "-m", "daemon.cli", "daemon", *daemon_args],
+            [sys.executable, "-P", "-m", "daemon.cli", "daemon", *daemon_args],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
