@@ -44,6 +44,7 @@ from daemon.simulator import SimulatorConfig, SimulatorServer
 from daemon.store import Store
 from daemon.supervisor import Supervisor
 from daemon.tools.sandbox import Sandbox, SandboxUnavailable, open_sandbox
+from daemon.ws import DenyingWebSocketProtocol
 from daemon.ws import mount as mount_websocket
 from protocol.websocket import MAX_CLIENT_FRAME_BYTES
 
@@ -156,7 +157,11 @@ def api_server(
     app = LoopbackGuard(api, token=token, port=port, allowed_origins=allowed_origins)
     # uvicorn closes a connection (1009) on a larger frame before the app sees it.
     config = uvicorn.Config(
-        app, log_level="warning", lifespan="off", ws_max_size=MAX_CLIENT_FRAME_BYTES
+        app,
+        log_level="warning",
+        lifespan="off",
+        ws=DenyingWebSocketProtocol,
+        ws_max_size=MAX_CLIENT_FRAME_BYTES,
     )
     return _Server(config)
 

@@ -20,6 +20,8 @@ from typing import Any
 from fastapi import FastAPI, WebSocket
 from pydantic import JsonValue, ValidationError
 from redis.exceptions import RedisError
+from uvicorn._types import ASGISendEvent
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from daemon.commands import execute
 from daemon.errors import CommandError
@@ -68,6 +70,21 @@ class TokenBucket:
             self._tokens -= 1.0
             return True
         return False
+
+
+class DenyingWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websocket protocol, with a denial response counted as a finished handshake.
+
+    The guard refuses a handshake with a real HTTP response (`websocket.http.response`).
+    uvicorn writes it but leaves `handshake_complete` unset, so every refusal also
+    logged "ASGI callable returned without completing handshake" at ERROR
+    (Kludex/uvicorn#3138; uvicorn's wsproto protocol already counts it as complete).
+    """
+
+    async def send(self, message: ASGISendEvent) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            self.handshake_complete = True
 
 
 def mount(app: FastAPI, supervisor: Supervisor, hub: Hub, redis: RedisMonitor) -> None:

@@ -13,14 +13,17 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from daemon.guard import MAX_BODY_BYTES, LoopbackGuard, Message
 from daemon.hub import ConnectionLimits
+from daemon.paths import DAEMON_FILE, TOKEN_FILE
 from protocol.sessions import SessionSpec
 from protocol.websocket import MAX_CLIENT_FRAME_BYTES, SUBPROTOCOL
 from tests.api.support import Daemon
 from tests.fixtures.api import MakeDaemon
+from tests.fixtures.steer_process import StartSteerDaemon
 
 
 async def refused(daemon: Daemon, **kwargs: Any) -> int:
@@ -240,3 +243,49 @@ async def test_a_small_chunked_body_still_reaches_the_app(daemon: Daemon, tmp_pa
         "/v1/sessions", content=chunks(), headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 201, response.text
+
+
+# -- refusals in the real daemon's log -------------------------------------------------
+
+
+async def test_refused_handshakes_log_no_error_in_the_real_daemon(
+    start_steer_daemon: StartSteerDaemon,
+) -> None:
+    """Each refusal is one warning from the guard, with its status: uvicorn must not
+    also call it an ASGI callable that returned without completing the handshake."""
+    daemon = start_steer_daemon(STEER_ALLOWED_ORIGINS="http://localhost:5173")
+    port = json.loads((daemon.home / DAEMON_FILE).read_text())["url"].rsplit(":", 1)[1]
+    token = (daemon.home / TOKEN_FILE).read_text().strip()
+    uri = f"ws://127.0.0.1:{port}/v1/ws"
+    refusals = [
+        ({}, 401),  # no token
+        ({"subprotocols": [SUBPROTOCOL, "steer.token.wrong"]}, 401),
+        (
+            {
+                "origin": "https://evil.example",
+                "subprotocols": [SUBPROTOCOL, f"steer.token.{token}"],
+            },
+            403,
+        ),
+    ]
+    for kwargs, status in refusals:
+        with pytest.raises(InvalidStatus) as info:
+            async with websockets.connect(uri, **kwargs):
+                pass
+        assert info.value.response.status_code == status
+    with pytest.raises(InvalidStatus) as info:  # a rebinding Host
+        async with websockets.connect(
+            f"ws://evil.example:{port}/v1/ws", host="127.0.0.1", port=int(port)
+        ):
+            pass
+    assert info.value.response.status_code == 403
+    offered = [SUBPROTOCOL, f"steer.token.{token}"]  # what a browser offers
+    async with websockets.connect(
+        uri, subprotocols=offered, origin="http://localhost:5173"
+    ) as conn:
+        assert conn.subprotocol == SUBPROTOCOL
+    daemon.stop()  # every line written
+    log = (daemon.home / "daemon.log").read_text()
+    refused = [line for line in log.splitlines() if "guard.refused kind=websocket" in line]
+    assert len(refused) == 4, log
+    assert "ERROR" not in log and "without completing handshake" not in log, log
