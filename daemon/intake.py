@@ -34,6 +34,8 @@ log = logging.getLogger("steer.intake")
 
 #: Entries read per round trip.
 PAGE = 100
+#: Sessions read at once: a sweep or a reconnection wakes every owned session.
+READERS = 8
 #: Every owned session is read this often even if no doorbell rang.
 SWEEP_S = 2.0
 #: The doorbell connection, lost, is made again after this long, doubling up to the max
@@ -67,6 +69,9 @@ class NudgeIntake:
         self._recovering: dict[str, str] = {}
         self._reading: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
+        self._readers = asyncio.Semaphore(READERS)
+        #: Per session, the id of the last entry read: the sweep reads only behind ones.
+        self._read_up_to: dict[str, str] = {}
 
     def open(self, sid: str) -> None:
         """Start reading a session just claimed: its unacknowledged entries first."""
@@ -77,6 +82,7 @@ class NudgeIntake:
         """Stop reading a session this daemon no longer owns."""
         self._recovering.pop(sid, None)
         self._again.discard(sid)
+        self._read_up_to.pop(sid, None)
         task = self._reading.pop(sid, None)
         if task is not None:
             task.cancel()
@@ -143,10 +149,20 @@ class NudgeIntake:
                 await pubsub.aclose()
 
     async def _sweep(self) -> None:
+        """Read the sessions whose stream has entries past what was read (one round trip
+        for all), in case their doorbell was missed."""
         while True:
             await asyncio.sleep(SWEEP_S)
-            for sid in list(self._owned()):
-                self.wake(sid)
+            sids = list(self._owned())
+            try:
+                tops = await self._store.stream_tops(sids)
+            except (RedisError, OSError) as exc:
+                log.warning("intake.sweep_failed error=%s", exc)
+                continue
+            for sid, top in tops.items():
+                if top is not None and _after(top, self._read_up_to.get(sid, "0-0")):
+                    self._read_up_to[sid] = top  # the read gets at least this far
+                    self.wake(sid)
 
     async def _read(self, sid: str) -> None:
         try:
@@ -157,21 +173,19 @@ class NudgeIntake:
                     return
         except FenceError:
             return  # no longer ours: the ownership loop drops the session
-        except ResponseError as exc:
-            if "NOGROUP" in str(exc):
+        except (RedisError, OSError) as exc:
+            if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
                 log.error("intake.history_lost sid=%s: the nudge stream or its group vanished", sid)
             else:
                 log.warning("intake.read_failed sid=%s error=%s", sid, exc)
-            self._recovering[sid] = "0"
-        except (RedisError, OSError) as exc:
-            log.warning("intake.read_failed sid=%s error=%s", sid, exc)
             # Entries handed out may not be acked yet: re-read them all (each is a no-op
-            # if already recorded), at the next wake-up or sweep.
+            # if already recorded), at the next wake-up or the next sweep.
             self._recovering[sid] = "0"
+            self._read_up_to.pop(sid, None)
 
     async def _drain(self, sid: str) -> None:
         while (cursor := self._recovering.get(sid)) is not None:
-            entries = await self._store.read_nudges(sid, start=cursor, count=PAGE)
+            entries = await self._page(sid, cursor)
             if not entries:
                 del self._recovering[sid]
                 break
@@ -179,11 +193,17 @@ class NudgeIntake:
                 await self._handle(sid, entry)
             self._recovering[sid] = entries[-1].entry_id
         while True:
-            entries = await self._store.read_nudges(sid, start=">", count=PAGE)
+            entries = await self._page(sid, ">")
             for entry in entries:
                 await self._handle(sid, entry)
+            if entries:
+                self._read_up_to[sid] = entries[-1].entry_id
             if len(entries) < PAGE:
                 return
+
+    async def _page(self, sid: str, start: str) -> list[NudgeEntry]:
+        async with self._readers:
+            return await self._store.read_nudges(sid, start=start, count=PAGE)
 
     async def _handle(self, sid: str, entry: NudgeEntry) -> None:
         if entry.fields is None:
@@ -200,6 +220,13 @@ class NudgeIntake:
             await self._on_invalid(sid, entry.entry_id, nudge.nudge_id, reason)
             return
         await self._on_nudge(sid, entry.entry_id, nudge)
+
+
+def _after(entry_id: str, other: str) -> bool:
+    """Whether stream id `entry_id` comes after `other`."""
+    ms, _, seq = entry_id.partition("-")
+    other_ms, _, other_seq = other.partition("-")
+    return (int(ms), int(seq or 0)) > (int(other_ms), int(other_seq or 0))
 
 
 def _nudge_id(entry: NudgeEntry) -> str:

@@ -390,6 +390,14 @@ class Store:
             for entry_id, fields in entries
         ]
 
+    async def stream_tops(self, sids: Sequence[str]) -> dict[str, str | None]:
+        """The id of the last entry of each session's nudge stream, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sid in sids:
+                pipe.xrevrange(self.keys.nudges(sid), count=1)
+            replies = await pipe.execute()
+        return {sid: r[0][0] if r else None for sid, r in zip(sids, replies, strict=True)}
+
     async def ack(self, sid: str, entry_ids: Sequence[str]) -> None:
         """Acknowledge entries whose nudges are already recorded (a redelivery)."""
         if entry_ids:
