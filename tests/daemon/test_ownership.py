@@ -27,7 +27,7 @@ from protocol.events import AgentStatusChanged, SessionCreated
 from protocol.sessions import SessionSpec, StartSession
 from tests.fixtures.daemon import is_event, is_status, send_nudge, wait_for
 
-TTL_MS = 2_000
+TTL_MS = 3_000
 MakeSupervisor = Callable[[], Awaitable[Supervisor]]
 
 
