@@ -305,7 +305,8 @@ def _check_agent(redis: _Redis, keys: Keys, sid: str, agent: str) -> None:
         return
     any_agent, known, subagent, status = reply
     if any_agent == 1 and known == 0:
-        raise Fail(f"unknown agent {sid}/{aid}", EXIT_REFUSED)
+        shown = aid if aid.isprintable() else repr(aid)  # never a raw control character
+        raise Fail(f"unknown agent {sid}/{shown}", EXIT_REFUSED)
     closed = wire.closed_reason(str(status), subagent == 1)
     if closed is not None:
         raise Fail(f"{sid}/{aid}: {closed}", EXIT_REFUSED)  # the daemon's own sentence

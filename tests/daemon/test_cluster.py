@@ -78,7 +78,7 @@ def test_a_daemon_on_any_node_runs_sessions_takes_redirected_nudges_and_verbs(
     resumed = daemon.cli("resume", sid)
     assert resumed.returncode == 0 and resumed.stdout.split() == [f"{sid}/root", "idle"]
 
-    shown = json.loads(daemon.cli("show", sid, "--json").stdout)
+    shown = json.loads(daemon.cli("show", sid, "--json").stdout)["messages"]
     assert [m["content"] for m in shown if m["role"] == "system"][-1].endswith(": no casts")
     daemon.stop()
     log = (daemon.home / "daemon.log").read_text()

@@ -90,7 +90,8 @@ def test_kill_9_then_a_nudge_while_down_is_applied_once_after_restart(
     steer_daemon.stop()
     steer_daemon.start()  # a second restart must not apply it again
     shown = steer_daemon.cli("show", sid, "--json")
-    notes = [m["content"] for m in json.loads(shown.stdout) if m["role"] == "system"]
+    messages = json.loads(shown.stdout)["messages"]
+    notes = [m["content"] for m in messages if m["role"] == "system"]
     assert len(notes) == 1 and notes[0].endswith(": sent while the daemon was down")
 
 

@@ -278,7 +278,8 @@ def test_a_killed_embedded_redis_comes_back_and_loses_no_acknowledged_nudge(
 
     until(went_on, what="the session to go on")
     shown = daemon.cli("show", sid, "--json")
-    notes = [m["content"] for m in json.loads(shown.stdout) if m["role"] == "system"]
+    messages = json.loads(shown.stdout)["messages"]
+    notes = [m["content"] for m in messages if m["role"] == "system"]
     assert len(notes) == 1 and notes[0].endswith(": still there?")
     log = (home / "daemon.log").read_text()
     assert log.count("redis.restarted") == 1 and "redis.down" in log

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
+from redis import Redis
 
+from daemon.keys import Keys
 from daemon.logfmt import VALUE_CHARS
 from daemon.paths import DAEMON_FILE, TOKEN_FILE
+from protocol import wire
 from tests.fixtures.steer_process import BIN, DaemonProcess, until
 
 #: An OSC that retitles the window, a clear-screen CSI, BEL, CR, a C1 CSI and a bidi
@@ -63,7 +67,7 @@ def test_show_logs_and_errors_print_control_characters_as_escapes(
     nudge = api(steer_daemon, f"/v1/sessions/{sid}/nudges", text=f"heed {PAYLOAD}", author="eve")
 
     def acknowledged() -> bool:
-        last = json.loads(steer(steer_daemon, "show", sid, "--json")[0])[-1]
+        last = json.loads(steer(steer_daemon, "show", sid, "--json")[0])["messages"][-1]
         texts = [block["text"] for block in last["content"] if block["type"] == "text"]
         return bool(last["role"] == "assistant" and texts[0].endswith(f"heed {PAYLOAD}"))
 
@@ -91,7 +95,7 @@ def test_show_logs_and_errors_print_control_characters_as_escapes(
     events = {f["event"]["type"]: f["event"] for f in frames}
     assert events["nudge.received"]["nudge"]["text"] == f"heed {PAYLOAD}"
     assert events["tool.result"]["output"] == PAYLOAD + "\n"
-    messages = json.loads(steer(steer_daemon, "show", sid, "--json")[0])
+    messages = json.loads(steer(steer_daemon, "show", sid, "--json")[0])["messages"]
     assert messages[1]["content"][0]["text"] == f"Reading the notes: {PAYLOAD}"
 
     # An error that quotes the input.
@@ -100,7 +104,7 @@ def test_show_logs_and_errors_print_control_characters_as_escapes(
 
 
 def test_a_field_with_a_newline_or_a_long_value_is_one_capped_log_line(
-    steer_daemon: DaemonProcess, tmp_path: Path
+    steer_daemon: DaemonProcess, tmp_path: Path, redis_url: str, key_prefix: str
 ) -> None:
     model = f"m{PAYLOAD}\n{FORGED}"
     out, _ = steer(steer_daemon, "run", "forge", "--workdir", str(tmp_path), "--model", model)
@@ -111,8 +115,24 @@ def test_a_field_with_a_newline_or_a_long_value_is_one_capped_log_line(
     assert row["spec"]["model"] == model
 
     # A nudge for an agent that does not exist is rejected, and the reason names it.
-    sent = steer_daemon.cli(f"{sid}/x\n{FORGED}", "hi", tool="nudge")
-    assert sent.returncode == 0, sent.stderr
+    # (`nudge` refuses it at once, its id escaped; anyone with Redis access may still
+    # append it, and then the daemon reports it.)
+    refused = steer_daemon.cli(f"{sid}/x\n{FORGED}", "hi", tool="nudge")
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused
+    fields = wire.nudge_fields(
+        nudge_id="n-forged",
+        session=sid,
+        agent=f"x\n{FORGED}",
+        mode="steer",
+        text="hi",
+        author="x",
+        sent_at=time.time(),
+        standing=False,
+    )
+    keys = Keys(key_prefix)
+    with Redis.from_url(redis_url) as redis:
+        redis.xadd(keys.nudges(sid), fields)  # type: ignore[arg-type]
+        redis.publish(keys.doorbell, sid)
     # A request refused before any route (no token) is logged with its path.
     url = json.loads((steer_daemon.home / DAEMON_FILE).read_text())["url"]
     path = "/v1/" + "a" * 10_000

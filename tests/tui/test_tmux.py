@@ -119,7 +119,8 @@ def test_steer_tui_in_tmux_nudges_and_shows_where_it_landed(
     )
 
     shown = steer_daemon.cli("show", sid, "--json")
-    notes = [m["content"] for m in json.loads(shown.stdout) if m["role"] == "system"]
+    messages = json.loads(shown.stdout)["messages"]
+    notes = [m["content"] for m in messages if m["role"] == "system"]
     assert [note.split(": ", 1)[1] for note in notes] == [
         "no casts, from tmux",
         "and update the changelog",
