@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError
 
 from daemon.agent_core import AgentCore
 from daemon.agent_state import ROOT, Message
@@ -76,15 +76,20 @@ class Directory:
         )
 
     async def summaries(self) -> list[SessionSummary]:
+        """Every session; while Redis is down, those this daemon owns (from memory)."""
         local = self._supervisor.session_ids()
-        others = set(await self._store.session_names()) - set(local)
-        found = []
-        for sid in local + sorted(others):
+        try:
+            others = set(await self._store.session_names()) - set(local)
+        except (RedisError, OSError):
+            others = set()
+        found = [self._supervisor.summary(sid) for sid in local]
+        for sid in sorted(others):
             try:
                 found.append(await self.summary(sid))
-            except (UnknownSession, CorruptRecord, ResponseError, UnicodeDecodeError):
+            except (UnknownSession, CorruptRecord, RedisError, OSError, UnicodeDecodeError):
                 # Listed but never written whole, or unreadable: a value steer cannot parse,
-                # a key of another type or bytes that are not UTF-8 (logged by its owner).
+                # a key of another type or bytes that are not UTF-8 (logged by its owner);
+                # or Redis went away meanwhile.
                 continue
         return sorted(found, key=lambda s: s.spec.created_at)
 

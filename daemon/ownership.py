@@ -43,6 +43,9 @@ log = logging.getLogger("steer.ownership")
 LEASE_TTL_MS = 10_000
 #: How often a daemon looks for sessions without a live owner.
 SCAN_S = 1.0
+#: Sessions claimed per round trip, and loaded at once, when taking over.
+CLAIM_BATCH = 200
+PARALLEL_LOADS = 32
 
 
 class Ownership:
@@ -151,10 +154,21 @@ class Ownership:
         live = max(1, len(await self._store.live_daemons()))
         room = math.ceil(len(sids) / live) - len(owned) - len(mine)
         random.shuffle(orphans)
-        for sid in mine + orphans[: max(0, room)]:
-            if await self._store.claim(sid, self.daemon_id, self.ttl_ms, mode="mine"):
-                log.info("session.claimed sid=%s token=%s", sid, self._store.tokens[sid])
+        wanted = mine + orphans[: max(0, room)]
+        # Loaded side by side: each load is a few round trips, mostly waiting.
+        loads = asyncio.Semaphore(PARALLEL_LOADS)
+
+        async def load(sid: str) -> None:
+            async with loads:
                 await self._on_claimed(sid)
+
+        for start in range(0, len(wanted), CLAIM_BATCH):
+            claimed = await self._store.claim_many(
+                wanted[start : start + CLAIM_BATCH], self.daemon_id, self.ttl_ms, mode="mine"
+            )
+            for sid in claimed:
+                log.info("session.claimed sid=%s token=%s", sid, self._store.tokens[sid])
+            await asyncio.gather(*(load(sid) for sid in claimed))
 
     def _lose(self, sids: list[str], why: str) -> None:
         for sid in sids:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
@@ -37,6 +38,8 @@ log = logging.getLogger("steer.relay")
 
 #: How long a caller waits for the owner's answer.
 FORWARD_TIMEOUT_S = 10.0
+#: The longest one BLPOP blocks (below the clients' socket timeout).
+BLPOP_S = 2.0
 #: How long an answer waits for its caller.
 REPLY_TTL_S = 60
 #: Entries kept in a session's control stream (verbs are answered in well under that).
@@ -79,7 +82,11 @@ class Relay:
         entry = {"command": command.model_dump_json(), "reply": reply}
         await redis.xadd(keys.control(sid), entry, maxlen=CONTROL_MAXLEN, approximate=True)
         await redis.publish(keys.relay, sid)
-        answer = await redis.blpop([reply], timeout=FORWARD_TIMEOUT_S)
+        deadline = time.monotonic() + FORWARD_TIMEOUT_S
+        answer = None
+        # Short BLPOPs: one blocked longer than the clients' socket timeout would fail.
+        while answer is None and (left := deadline - time.monotonic()) > 0.01:
+            answer = await redis.blpop([reply], timeout=min(BLPOP_S, left))
         if answer is None:
             raise CommandError(
                 "unavailable",

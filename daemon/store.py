@@ -112,6 +112,26 @@ class Store:
         self._seq.pop(sid, None)
         return True
 
+    async def claim_many(
+        self, sids: Sequence[str], daemon_id: str, ttl_ms: int, *, mode: str
+    ) -> list[str]:
+        """`claim` for many sessions in one round trip; returns those now owned here."""
+        if not sids:
+            return []
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sid in sids:
+                keys = [k.lease(sid), k.epoch(sid), k.nudges(sid)]
+                CLAIM.queue(pipe, keys, [daemon_id, ttl_ms, mode])
+            tokens = await pipe.execute()
+        claimed = []
+        for sid, token in zip(sids, tokens, strict=True):
+            if token is not None:
+                self.tokens[sid] = token
+                self._seq.pop(sid, None)
+                claimed.append(sid)
+        return claimed
+
     async def renew(self, sids: Sequence[str], ttl_ms: int) -> list[str]:
         """Renew the leases of `sids` in one round trip; returns those that were lost."""
         if not sids:
