@@ -12,7 +12,12 @@ pydantic here. `daemon.settings.Settings` reads the same variables for the daemo
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+# `nudge` must start without pathlib or typing (they bring re, collections, contextlib):
+# mypy takes any name TYPE_CHECKING as true, and nothing else needs Path at import.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 DAEMON_FILE = "daemon.json"
 TOKEN_FILE = "token"
@@ -20,7 +25,13 @@ REDIS_URL_FILE = "redis.url"
 
 
 def steer_home() -> Path:
-    return Path(os.environ.get("STEER_HOME") or Path.home() / ".steer").expanduser()
+    from pathlib import Path
+
+    return Path(_home_dir())
+
+
+def _home_dir() -> str:
+    return os.path.expanduser(os.environ.get("STEER_HOME") or "~/.steer")
 
 
 def key_prefix() -> str:
@@ -33,7 +44,8 @@ def configured_redis_url() -> str | None:
     if url:
         return url
     try:
-        return (steer_home() / REDIS_URL_FILE).read_text().strip() or None
+        with open(os.path.join(_home_dir(), REDIS_URL_FILE)) as file:
+            return file.read().strip() or None
     except OSError:
         return None
 

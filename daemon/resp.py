@@ -17,7 +17,6 @@ After a timeout or a lost connection a `Connection` is unusable: close it.
 from __future__ import annotations
 
 import _socket  # not `socket`: its enums and wrappers cost ~3 ms of start-up
-from urllib.parse import parse_qs, unquote, urlsplit
 
 DEFAULT_PORT = 6379
 READ_SIZE = 64 * 1024
@@ -123,13 +122,74 @@ class Connection:
         self._buf += chunk
 
 
+class _Url:
+    """The parts of a Redis URL, split the way `urllib.parse.urlsplit` splits them
+    (without importing it: `urllib.parse` brings `re` and costs milliseconds)."""
+
+    def __init__(self, url: str) -> None:
+        scheme, sep, rest = url.partition("://")
+        self.scheme = scheme.lower() if sep else ""
+        rest = rest if sep else url
+        end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+        self.netloc, tail = rest[:end], rest[end:]
+        tail = tail.partition("#")[0]
+        self.path, _, self.query = tail.partition("?")
+        userinfo, at, self.hostport = self.netloc.rpartition("@")
+        self.userinfo = userinfo if at else None
+        user, colon, password = (userinfo if at else "").partition(":")
+        self.username = _unquote(user)
+        self.password = _unquote(password) if at and colon else None
+
+    @property
+    def host(self) -> str:
+        if self.hostport.startswith("["):
+            return self.hostport[1:].partition("]")[0]
+        return self.hostport.rpartition(":")[0] if ":" in self.hostport else self.hostport
+
+    @property
+    def port(self) -> int | None:
+        tail = self.hostport.rpartition("]")[2] if self.hostport.startswith("[") else self.hostport
+        _, colon, port = tail.rpartition(":")
+        if not colon or not port:
+            return None
+        # Never quote the bad port: it may be part of a password with an unescaped "/".
+        if not port.isdigit() or int(port) > 65535:
+            raise ValueError("malformed URL: bad port")
+        return int(port)
+
+    def param(self, name: str) -> str | None:
+        for pair in self.query.split("&"):
+            key, _, value = pair.partition("=")
+            if _unquote(key.replace("+", " ")) == name:
+                return _unquote(value.replace("+", " "))
+        return None
+
+
+def _unquote(text: str) -> str:
+    """Percent-decoding, as `urllib.parse.unquote` does it for UTF-8."""
+    if "%" not in text:
+        return text
+    out, i = bytearray(), 0
+    while i < len(text):
+        if text[i] == "%" and _is_hex(text[i + 1 : i + 3]):
+            out.append(int(text[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            out += text[i].encode()
+            i += 1
+    return out.decode(errors="replace")
+
+
+def _is_hex(pair: str) -> bool:
+    return len(pair) == 2 and all(c in "0123456789abcdefABCDEF" for c in pair)
+
+
 def with_address(url: str, address: str) -> str:
     """The URL with its host and port replaced by `address` ("host:port"), keeping the
     scheme, credentials, database and query: how a cluster redirection is followed."""
-    parts = urlsplit(url)
-    userinfo = parts.netloc.rpartition("@")[0]
-    netloc = f"{userinfo}@{address}" if userinfo else address
-    return parts._replace(netloc=netloc).geturl()
+    parts = _Url(url)
+    netloc = f"{parts.userinfo}@{address}" if parts.userinfo is not None else address
+    return url.replace(parts.netloc, netloc, 1) if parts.netloc else url
 
 
 def connect(url: str, timeout: float = 5.0) -> Connection:
@@ -138,18 +198,13 @@ def connect(url: str, timeout: float = 5.0) -> Connection:
     Raises ValueError for a malformed URL, OSError when Redis cannot be reached (or
     the connection breaks), RespError when Redis refuses AUTH or SELECT.
     """
-    parts = urlsplit(url)
-    query = parse_qs(parts.query)
+    parts = _Url(url)
     if parts.scheme in ("redis", "rediss"):
-        host = parts.hostname or "127.0.0.1"
-        try:
-            port = parts.port or DEFAULT_PORT
-        except ValueError:
-            # urllib's message quotes the bad port, which may be part of a password.
-            raise ValueError("malformed URL: bad port") from None
+        host = parts.host or "127.0.0.1"
+        port = parts.port or DEFAULT_PORT
         sock = _tcp_connect(host, port, timeout)
         if parts.scheme == "rediss":
-            sock = _tls_wrap(sock, host, query.get("ssl_ca_certs", [None])[0], timeout)
+            sock = _tls_wrap(sock, host, parts.param("ssl_ca_certs"), timeout)
         db = parts.path.strip("/") or "0"
     elif parts.scheme == "unix":
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
@@ -159,16 +214,16 @@ def connect(url: str, timeout: float = 5.0) -> Connection:
         except BaseException:
             sock.close()
             raise
-        db = query.get("db", ["0"])[0]
+        db = parts.param("db") or "0"
     else:
         raise ValueError(f"unsupported URL scheme {parts.scheme!r} (redis, rediss or unix)")
     conn = Connection(sock)
     try:
         if not db.isdigit():
             raise ValueError(f"database must be a number, not {db!r}")
-        username = unquote(parts.username) if parts.username else ""
+        username = parts.username
         if parts.password is not None:
-            password = unquote(parts.password)
+            password = parts.password
             conn.execute("AUTH", *((username, password) if username else (password,)))
         if db != "0":
             conn.execute("SELECT", db)
