@@ -62,8 +62,11 @@ async def test_redis_killed_and_restarted_from_its_aof(
         report = await user.finish()
     assert report.problems == [], "\n".join(report.lines())
     assert outage.health_down and not outage.health_errors
+    # Shorter than a lease: the sessions stay listed, from memory, marked stale.
+    assert outage.stale_seen and outage.fewest_listed == 2
     assert outage.recovered_s is not None
-    assert report.nudges_applied >= report.nudges_acknowledged > 0  # and late ones once
+    # A nudge whose XADD timed out may be applied too, once (the stream check says).
+    assert report.nudges_applied >= report.nudges_acknowledged > 0
 
 
 @pytest.mark.timeout(75)
@@ -83,7 +86,8 @@ async def test_redis_stopped_for_longer_than_a_lease(
     assert outage.recovered_s is not None
     # The leases ran out meanwhile: the sessions were dropped, then claimed again.
     assert report.log_counts["session.lost"] >= 2 and report.log_counts["session.claimed"] >= 2
-    assert report.nudges_applied >= report.nudges_acknowledged > 0  # and late ones once
+    # A nudge whose XADD timed out may be applied too, once (the stream check says).
+    assert report.nudges_applied >= report.nudges_acknowledged > 0
 
 
 @pytest.mark.timeout(90)
