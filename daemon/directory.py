@@ -77,11 +77,13 @@ class Directory:
 
     async def summaries(self) -> list[SessionSummary]:
         """Every session; while Redis is down, those this daemon owns (from memory)."""
-        local = self._supervisor.session_ids()
         try:
-            others = set(await self._store.session_names()) - set(local)
+            names = set(await self._store.session_names())
         except (RedisError, OSError):
-            others = set()
+            names = set()
+        # Owned as of now, after the wait: a session may have been dropped meanwhile.
+        local = self._supervisor.session_ids()
+        others = names - set(local)
         found = [self._supervisor.summary(sid) for sid in local]
         for sid in sorted(others):
             try:
