@@ -18,7 +18,8 @@ The protocol (docs/design.md, "Ownership"):
   (no live lease). Every `SCAN_S` it looks for orphans again (their owner died or
   stopped) and takes at most its fair share, ceil(sessions / live daemons) minus what
   it owns, in random order: daemons taking over at the same time split the orphans
-  instead of one grabbing all, and live owners are never preempted.
+  instead of one grabbing all, and live owners are never preempted. A session claimed
+  but not loaded (Redis failed meanwhile) is given up and claimed again next time.
 - Each daemon registers itself (address, pid, expiry) in the daemons hash at every
   renewal; registrations that expired are ignored and pruned.
 - A clean stop releases every lease, so the others take over at once.
@@ -160,7 +161,13 @@ class Ownership:
 
         async def load(sid: str) -> None:
             async with loads:
-                await self._on_claimed(sid)
+                try:
+                    await self._on_claimed(sid)
+                except (RedisError, OSError) as exc:
+                    # Claimed but not loaded: give it up here rather than keep renewing a
+                    # session nothing drives. Its lease still names this daemon, so the
+                    # next scan claims it again and loads it.
+                    self._lose([sid], f"not loaded: {exc}")
 
         for start in range(0, len(wanted), CLAIM_BATCH):
             claimed = await self._store.claim_many(

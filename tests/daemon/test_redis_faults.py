@@ -12,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from daemon.keys import Keys
+from daemon.ownership import Ownership
+from daemon.redis_clients import RedisClients
 from daemon.redis_server import RedisServer
+from daemon.store import Store
 from tests.faultproxy import FaultProxy
 from tests.fixtures.steer_process import DaemonProcess, StartSteerDaemon
 from tests.redis_faults import (
@@ -118,3 +122,30 @@ async def test_the_connection_slowed_cut_black_holed_and_refused(
     assert resubscribed is not None, lines
     assert proxy.counters.cut > 0
     assert report.nudges_applied >= report.nudges_acknowledged > 0
+
+
+async def test_a_session_claimed_as_the_connection_breaks_is_loaded_at_the_next_scan(
+    proxy: FaultProxy,
+) -> None:
+    clients = RedisClients.open(proxy.url())  # as the daemon's: no retries
+    store = Store(clients.writes, Keys("claims"))
+    await store.redis.hset(store.keys.sessions, "s-one", "one")  # listed, no lease: an orphan
+    loads: list[str] = []
+
+    async def load(sid: str) -> None:
+        loads.append(sid)
+        if len(loads) == 1:
+            proxy.cut()  # the first load meets a broken connection
+        await store.load_spec(sid)
+
+    ownership = Ownership(
+        store, "d-claims", info={}, on_claimed=load, on_lost=lambda _: None, ttl_ms=LEASE_TTL_MS
+    )
+    try:
+        await ownership.scan()
+        assert loads == ["s-one"] and ownership.owned == []  # not kept, unloaded, for good
+        await ownership.scan()  # its lease still names this daemon: claimed again
+        assert loads == ["s-one", "s-one"] and ownership.owned == ["s-one"]
+    finally:
+        await store.aclose()
+        await clients.aclose()
