@@ -94,7 +94,13 @@ class NudgeIntake:
             return
         task = asyncio.create_task(self._read(sid), name=f"intake {sid}")
         self._reading[sid] = task
-        task.add_done_callback(lambda _: self._reading.pop(sid, None))
+        task.add_done_callback(lambda _: self._done_reading(sid, task))
+
+    def _done_reading(self, sid: str, task: asyncio.Task[None]) -> None:
+        # A read cancelled by `close` may end after `open` started the next one: only
+        # its own entry goes, or two reads of the session would overlap (out of order).
+        if self._reading.get(sid) is task:
+            del self._reading[sid]
 
     async def run(self) -> None:
         """Listen to the doorbell and sweep, until cancelled."""

@@ -7,17 +7,21 @@ and the checks, and scripts/redis_faults runs the long versions.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from daemon.intake import NudgeIntake
 from daemon.keys import Keys
 from daemon.ownership import Ownership
 from daemon.redis_clients import RedisClients
 from daemon.redis_server import RedisServer
 from daemon.store import Store
+from protocol.nudges import Nudge
 from tests.faultproxy import FaultProxy
+from tests.fixtures.daemon import own, send_nudge
 from tests.fixtures.steer_process import DaemonProcess, StartSteerDaemon
 from tests.redis_faults import (
     Traffic,
@@ -149,3 +153,49 @@ async def test_a_session_claimed_as_the_connection_breaks_is_loaded_at_the_next_
     finally:
         await store.aclose()
         await clients.aclose()
+
+
+async def test_a_session_dropped_and_claimed_again_is_read_by_one_reader(store: Store) -> None:
+    """A read cancelled when its session is dropped ends after the next claim's read has
+    begun: a wake-up meanwhile must not start a second, overlapping read, which would
+    hand the same nudges on again, and out of order with later ones."""
+    sid = "s-again"
+    await own(store, sid)
+    await send_nudge(store, sid, "first")
+    handed: list[str] = []
+    reading, most = 0, 0
+    go_on, changed = asyncio.Event(), asyncio.Event()
+
+    async def on_nudge(_sid: str, _entry: str, nudge: Nudge) -> None:
+        nonlocal reading, most
+        handed.append(nudge.text)
+        reading += 1
+        most = max(most, reading)
+        changed.set()
+        try:
+            await go_on.wait()
+        finally:
+            reading -= 1
+
+    async def on_invalid(*_: str) -> None:
+        raise AssertionError("no entry here is invalid")
+
+    async def until(condition: Callable[[], bool]) -> None:
+        async with asyncio.timeout(5):
+            while not condition():
+                changed.clear()
+                await changed.wait()
+
+    intake = NudgeIntake(store, owned=lambda: {sid}, on_nudge=on_nudge, on_invalid=on_invalid)
+    intake.open(sid)
+    await until(lambda: handed == ["first"])
+    intake.close(sid)  # dropped: its read is cancelled...
+    intake.open(sid)  # ...and claimed again before that read has ended
+    await until(lambda: handed == ["first", "first"])  # the new read has it (unacked)
+    intake.wake(sid)  # a doorbell: the read under way reads again, no second one starts
+    go_on.set()
+    await send_nudge(store, sid, "second")
+    intake.wake(sid)
+    await until(lambda: "second" in handed)
+    intake.close(sid)
+    assert handed.count("first") == 2 and most == 1, handed
