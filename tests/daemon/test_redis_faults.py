@@ -2,7 +2,8 @@
 and restarted from its AOF, stopped (SIGSTOP) for longer than a lease, and the
 connection slowed, cut, black-holed and refused by a TCP proxy; nudges are sent all
 along. The daemon rides each out; tests/redis_faults.py has the traffic, the faults
-and the checks, and scripts/redis_faults runs the long versions.
+and the checks, and scripts/redis_faults runs the long versions. Then two races of a
+session dropped and claimed again: a load that fails, a read that ends late.
 """
 
 from __future__ import annotations
