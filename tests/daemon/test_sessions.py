@@ -242,9 +242,11 @@ async def test_a_session_survives_a_redis_crash_mid_step(
     watcher = Store(Redis.from_url(private_redis.url, decode_responses=True), Keys("crash"))
     await wait_for(watcher, spec.id, is_status("idle"), within=30)
     agents = await watcher.load_agents(spec.id)
+    await watcher.aclose()
     await watcher.redis.aclose()
     roles = [m["role"] for m in agents[0].messages]
     assert roles == ["user", "assistant", "user", "assistant"]
     assert agents[0].state.status == "idle"
     await sup.stop()
+    await store.aclose()
     await redis.aclose()
