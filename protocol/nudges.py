@@ -18,6 +18,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic.config import JsonDict
 from pydantic_core import PydanticCustomError
 
 from protocol import wire
@@ -115,10 +116,17 @@ class Nudge(BaseModel):
             raise InvalidEntry(reason or "invalid nudge") from None
 
 
+#: JSON Schema for "a standing nudge names no agent" (the validator below says it too).
+_STANDING_HAS_NO_AGENT: JsonDict = {
+    "if": {"properties": {"standing": {"const": True}}, "required": ["standing"]},
+    "then": {"properties": {"agent": {"type": "null"}}},
+}
+
+
 class SendNudge(BaseModel):
     """The body of `POST /v1/sessions/{session}/nudges`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_STANDING_HAS_NO_AGENT)
 
     text: NudgeText
     mode: NudgeMode = "steer"

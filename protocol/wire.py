@@ -94,7 +94,7 @@ def closed_reason(status: str, subagent: bool) -> str | None:
 
 def text_problem(text: str) -> str | None:
     """Not blank, at most MAX_NUDGE_BYTES of UTF-8."""
-    if not text.strip():
+    if _blank(text):
         return "the text is empty"
     size = _utf8_size(text)
     if size is None:
@@ -104,8 +104,20 @@ def text_problem(text: str) -> str | None:
     return None
 
 
+#: What the JSON Schema's `\S` pattern (ECMA-262 regexes) counts as white space, so the
+#: schema and the checks below agree on what is blank (`str.isspace` differs a little).
+_WHITE = frozenset(
+    "\t\n\v\f\r \u00a0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff"
+    + "".join(chr(c) for c in range(0x2000, 0x200B))
+)
+
+
+def _blank(value: str) -> bool:
+    return all(c in _WHITE for c in value)
+
+
 def author_problem(author: str) -> str | None:
-    if not author.strip():
+    if _blank(author):
         return "the author is empty"
     if len(author) > MAX_AUTHOR_CHARS:
         return f"the author is over {MAX_AUTHOR_CHARS} characters"
