@@ -51,6 +51,7 @@ from protocol.websocket import MAX_CLIENT_FRAME_BYTES
 log = logging.getLogger("steer.daemon")
 
 SIMULATOR_KEY = "steer-simulator"
+GRACEFUL_SHUTDOWN_S = 3
 
 
 async def serve(settings: Settings) -> None:
@@ -162,6 +163,9 @@ def api_server(
         lifespan="off",
         ws=DenyingWebSocketProtocol,
         ws_max_size=MAX_CLIENT_FRAME_BYTES,
+        # A follower (`steer logs -f`, the dashboard) never ends its request by itself:
+        # on SIGTERM, wait this long for requests in flight, then close the rest.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
     return _Server(config)
 

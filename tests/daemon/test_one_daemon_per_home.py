@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+from pathlib import Path
 
 from daemon.home_lock import daemon_running
 from daemon.paths import DAEMON_FILE
@@ -48,3 +49,24 @@ def test_a_daemon_file_left_by_a_killed_daemon_is_known_as_stale(
     assert refused.returncode == 2 and "daemon.json is stale" in refused.stderr
     steer_daemon.start()  # and the next daemon starts on it at once
     assert daemon_running(steer_daemon.home)
+
+
+def test_sigterm_does_not_wait_for_a_follower_to_leave(
+    steer_daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    sid = steer_daemon.cli("run", "[scenario:short] followed", "--workdir", str(tmp_path))
+    assert sid.returncode == 0, sid.stderr
+    follower = subprocess.Popen(
+        [BIN / "steer", "logs", sid.stdout.strip(), "-f"],
+        env=steer_daemon.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert follower.stdout is not None
+    assert follower.stdout.readline()  # following: the first event has arrived
+    assert steer_daemon.proc is not None
+    steer_daemon.proc.send_signal(signal.SIGTERM)
+    assert steer_daemon.proc.wait(timeout=30) == 0
+    assert not (steer_daemon.home / DAEMON_FILE).exists()
+    follower.wait(timeout=30)
+    follower.stdout.close()
