@@ -342,3 +342,22 @@ async def test_follow_mode_selects_the_agent_that_just_did_something(
         await dash.until(lambda: dash.selected == (b, "root"), "the selection to follow b")
         await dash.press("f")
         assert "follow" not in dash.status_line()
+
+
+async def test_a_nudge_to_a_vetoed_agent_is_shown_refused_not_done(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    sid = await start(daemon, "[scenario:short] tui: vetoed", tmp_path)
+    async with dashboard(daemon, select=sid) as dash:
+        await dash.status_is(sid, "idle")
+        vetoed = await daemon.http.post(f"/v1/sessions/{sid}/veto", json={"reason": "done here"})
+        assert vetoed.status_code == 200, vetoed.text
+        await dash.status_is(sid, "vetoed")
+        await dash.press("n")
+        await dash.type("one more thing")
+        await dash.press("enter")
+        ack = await dash.ack(f"nudge {sid} (steer)")
+        assert not ack.ok and ack.error is not None and ack.error.code == "conflict"
+        line = dash.status_line()
+        assert f"✗ nudge {sid} (steer)" in line and "vetoed" in line, line
+        assert "✓" not in line and "sent" not in line
