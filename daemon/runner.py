@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
+from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -112,9 +113,7 @@ class AgentRunner:
         #: Set while the agent is done, failed or vetoed.
         self.settled = asyncio.Event()
         self._committed()
-        self._log = logging.LoggerAdapter(
-            log, {"session": core.config.session, "agent": core.config.agent}
-        )
+        self._log = AgentLog(log, {"sid": core.config.session, "agent": core.config.agent})
 
     def deliver(self, item: NudgeInput | StartInput | Control) -> None:
         self._inbox.put_nowait(item)
@@ -290,6 +289,17 @@ class AgentRunner:
                 outcome = await run_tool(self._workspace, call.name, call.input)
             self._finished_tools.append(ToolResult(call, outcome.content, outcome.is_error))
         return list(self._finished_tools)
+
+
+class AgentLog(logging.LoggerAdapter[logging.Logger]):
+    """Log lines that name their agent: `agent.commit_failed sid=s-1 agent=root error=…`.
+    (Both ids are made by the daemon: nothing in them to escape.)"""
+
+    def process(self, msg: object, kwargs: MutableMapping[str, Any]) -> tuple[object, Any]:
+        extra = self.extra or {}
+        name, _, rest = str(msg).partition(" ")
+        ids = f"sid={extra.get('sid')} agent={extra.get('agent')}"
+        return f"{name} {ids} {rest}".rstrip(), kwargs
 
 
 def _settle(done: asyncio.Future[None] | None, error: BaseException | None) -> None:
