@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Collection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
+from daemon.aio import raise_if_cancelled
 from daemon.fenced import FenceError
 from daemon.store import NudgeEntry, Store
 from protocol.nudges import Nudge
@@ -148,6 +149,7 @@ class NudgeIntake:
                         if isinstance(sid, str) and sid in self._owned():
                             self.wake(sid)
             except (RedisError, OSError) as exc:
+                raise_if_cancelled()
                 log.warning("intake.doorbell_down error=%s retry_in=%.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
@@ -163,6 +165,7 @@ class NudgeIntake:
             try:
                 tops = await self._store.stream_tops(sids)
             except (RedisError, OSError) as exc:
+                raise_if_cancelled()
                 log.warning("intake.sweep_failed error=%s", exc)
                 continue
             for sid, top in tops.items():

@@ -37,6 +37,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from daemon.aio import raise_if_cancelled
 from daemon.store import Store
 
 log = logging.getLogger("steer.ownership")
@@ -81,13 +82,9 @@ class Ownership:
         await self._register()
         await self.scan()
 
-    async def run(self) -> None:
-        """Renew leases and take over orphans until cancelled."""
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._keep_leases(), name="ownership renew")
-            tasks.create_task(self._take_over(), name="ownership scan")
-
-    async def _keep_leases(self) -> None:
+    async def keep_leases(self) -> None:
+        """Renew this daemon's leases until cancelled; drop the sessions whose lease is
+        lost, or all of them if none could be renewed for a whole TTL."""
         renew_every = self.ttl_ms / 3000
         while True:
             await asyncio.sleep(max(0.0, self._renewed_at + renew_every - time.monotonic()))
@@ -100,6 +97,7 @@ class Ownership:
                         await self.renew()
                     break
                 except (RedisError, OSError, TimeoutError) as exc:
+                    raise_if_cancelled()
                     log.warning("ownership.redis_unavailable error=%s", str(exc) or "no answer")
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -108,12 +106,14 @@ class Ownership:
                     break
                 await asyncio.sleep(min(renew_every / 2, left))
 
-    async def _take_over(self) -> None:
+    async def take_over(self) -> None:
+        """Claim orphans (and this daemon's own sessions) every scan, until cancelled."""
         while True:
             await asyncio.sleep(self._scan_s)
             try:
                 await self.scan()
             except (RedisError, OSError) as exc:
+                raise_if_cancelled()
                 log.warning("ownership.scan_failed error=%s", exc)
 
     async def stop(self) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import JsonValue, ValidationError
 from redis.exceptions import RedisError
 
+from daemon.aio import raise_if_cancelled
 from daemon.errors import CommandError
 from daemon.store import Store
 from protocol.commands import COMMAND_ADAPTER, Ack, Command, ErrorInfo
@@ -129,6 +130,7 @@ class Relay:
                         if sid not in self._owned() and self.watched(sid):
                             self._spawn(self._catch_up(sid, int(first or 1)), sid)
             except (RedisError, OSError) as exc:
+                raise_if_cancelled()
                 log.warning("relay.down error=%s", exc)
                 await asyncio.sleep(RETRY_DELAY_S)
             finally:

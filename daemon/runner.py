@@ -28,6 +28,7 @@ from daemon.agent_state import (
     ToolCall,
     ToolResult,
 )
+from daemon.aio import cancelling
 from daemon.errors import CommandError
 from daemon.fenced import FenceError
 from daemon.model_client import ModelCallError, ModelClient
@@ -309,9 +310,3 @@ def _settle(done: asyncio.Future[None] | None, error: BaseException | None) -> N
         done.set_result(None)
     else:
         done.set_exception(error)
-
-
-def cancelling() -> bool:
-    # redis-py can report a cancelled command as a ConnectionError: never retry those.
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0

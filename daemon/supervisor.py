@@ -111,7 +111,9 @@ class Supervisor:
         the leases, take over orphans and read nudges in the background."""
         await self.ownership.start()
         log.info("supervisor.started daemon=%s sessions=%d", self.daemon_id, len(self._specs))
-        self._spawn(self.ownership.run(), name="ownership")
+        # Each loop a task of its own, so that `stop` cancels each until it has ended.
+        self._spawn(self.ownership.keep_leases(), name="ownership leases")
+        self._spawn(self.ownership.take_over(), name="ownership takeover")
         self._spawn(self.intake.run(), name="intake")
         self._spawn(self.relay.run(), name="relay")
 
@@ -120,10 +122,15 @@ class Supervisor:
         # redis-py retries a command whose connection broke, and a cancelled blocking read
         # can look like one: a single cancel() may be absorbed, so repeat until all ended.
         pending = set(self._tasks)
+        rounds = 0
         while pending:
             for task in pending:
                 task.cancel()
             _, pending = await asyncio.wait(pending, timeout=STOP_RECANCEL_S)
+            rounds += 1
+            if rounds % 25 == 0:  # every 5 s: say what does not end
+                names = ", ".join(sorted(t.get_name() for t in pending))
+                log.warning("supervisor.stop_waiting tasks=%s", names)
         self._tasks.clear()
         if release:
             await self.ownership.stop()
