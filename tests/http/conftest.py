@@ -35,6 +35,7 @@ from daemon.simulator import SimulatorConfig, SimulatorServer
 from daemon.store import Store
 from daemon.supervisor import Supervisor
 from tests.fixtures.simulator import SCENARIOS, SimulatorHandle
+from tests.fixtures.steer_process import DaemonProcess, StartSteerDaemon
 
 START_TIMEOUT_S = 15.0
 
@@ -192,3 +193,16 @@ def private_api(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[Api
     """The API on a simulator of its own that records nothing: for heavy generated
     traffic, which would otherwise fill the shared simulator's request log."""
     yield from _serve(redis_url, key_prefix, None, tmp_path)
+
+
+@pytest.fixture
+def steerd(start_steer_daemon: StartSteerDaemon) -> DaemonProcess:
+    """A real `steer daemon` whose operator is alice."""
+    return start_steer_daemon(USER="alice")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    path = tmp_path / "work"
+    path.mkdir()
+    return path

@@ -13,21 +13,9 @@ from redis import Redis
 
 from daemon.keys import Keys
 from protocol.nudges import Nudge
-from tests.fixtures.steer_process import DaemonProcess, StartSteerDaemon, until
+from tests.fixtures.steer_process import DaemonProcess, until
 
 CALL_ID = re.compile(r"toolu_[0-9a-f]+")
-
-
-@pytest.fixture
-def steerd(start_steer_daemon: StartSteerDaemon) -> DaemonProcess:
-    return start_steer_daemon(USER="alice")
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    path = tmp_path / "work"
-    path.mkdir()
-    return path
 
 
 def run(steerd: DaemonProcess, task: str, workdir: Path, *options: str) -> str:

@@ -13,21 +13,9 @@ import pytest
 from redis import Redis
 
 from daemon.keys import Keys
-from tests.fixtures.steer_process import BIN, DaemonProcess, StartSteerDaemon, until
+from tests.fixtures.steer_process import BIN, DaemonProcess, until
 
 REFUSED = 1
-
-
-@pytest.fixture
-def steerd(start_steer_daemon: StartSteerDaemon) -> DaemonProcess:
-    return start_steer_daemon(USER="alice")
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    path = tmp_path / "work"
-    path.mkdir()
-    return path
 
 
 @pytest.fixture
