@@ -71,6 +71,8 @@ class Relay:
         self._cursors: dict[str, str] = {}
         #: Per watched remote session: the last seq handed to the hub.
         self._relayed: dict[str, int] = {}
+        #: Remote sessions being read, and whether news came meanwhile.
+        self._reading: dict[str, bool] = {}
         self._busy: set[str] = set()
         self._tasks: set[asyncio.Future[None]] = set()
 
@@ -191,18 +193,27 @@ class Relay:
     async def _catch_up(self, sid: str, first: int) -> None:
         """Frames `first`.. were committed elsewhere: read them (and any missed before,
         back to the last relayed) and hand them to the hub, which skips repeats and
-        resyncs its subscribers over gaps."""
+        resyncs its subscribers over gaps. News that comes during a read makes the
+        same task read again, so the last commit is never left behind."""
         since = min(self._relayed.get(sid, first - 1), first - 1)
-        if sid in self._busy or self._publish is None:
-            return  # the read under way picks these up too
-        self._busy.add(sid)
+        self._relayed[sid] = since
+        if sid in self._reading:
+            self._reading[sid] = True  # read again once the read under way is done
+            return
+        if self._publish is None:
+            return
+        self._reading[sid] = False
         try:
-            frames = await self._store.read_events(sid, since=since)
+            while True:
+                frames = await self._store.read_events(sid, since=self._relayed[sid])
+                if frames:
+                    self._relayed[sid] = frames[-1].seq
+                    self._publish(frames)
+                if not self._reading[sid]:
+                    return
+                self._reading[sid] = False
         finally:
-            self._busy.discard(sid)
-        if frames:
-            self._relayed[sid] = frames[-1].seq
-            self._publish(frames)
+            self._reading.pop(sid, None)
 
 
 def _refusal(code: Any, message: str) -> Ack:
