@@ -33,7 +33,7 @@ class Directory:
         self._names = names
 
     def owns(self, sid: str) -> bool:
-        return sid in self._supervisor.session_ids()
+        return self._supervisor.owns(sid)
 
     def known_ids(self) -> list[str]:
         """Every session known here: owned ones, and those last read from Redis."""
@@ -46,16 +46,7 @@ class Directory:
             return self._supervisor.resolve(ref)
         except UnknownSession:
             pass
-        names = await self._store.session_names()
-        if ref in names:
-            return ref
-        matches = [sid for sid, name in names.items() if name == ref]
-        matches = matches or [sid for sid in names if sid.startswith(ref)]
-        if len(matches) == 1:
-            return matches[0]
-        if not matches:
-            raise UnknownSession(f"unknown session {ref!r}")
-        raise UnknownSession(f"ambiguous session {ref!r}: {', '.join(sorted(matches))}")
+        return match_session(ref, await self._store.session_names())
 
     async def summary(self, sid: str) -> SessionSummary:
         if self.owns(sid):
@@ -104,5 +95,19 @@ class Directory:
 
     async def has_agent(self, sid: str, agent: str) -> bool:
         if self.owns(sid):
-            return agent in {a.agent for a in self._supervisor.summary(sid).agents}
+            return self._supervisor.owns(sid, agent)
         return await self._store.has_agent(sid, agent)
+
+
+def match_session(ref: str, names: Mapping[str, str]) -> str:
+    """The session `ref` names among `names` (id -> name): an exact id, an exact name or
+    a unique id prefix."""
+    if ref in names:
+        return ref
+    matches = [sid for sid, name in names.items() if name == ref]
+    matches = matches or [sid for sid in names if sid.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise UnknownSession(f"unknown session {ref!r}")
+    raise UnknownSession(f"ambiguous session {ref!r}: {', '.join(sorted(matches))}")

@@ -102,15 +102,7 @@ class Store:
 
     async def claim(self, sid: str, daemon_id: str, ttl_ms: int, *, mode: str) -> bool:
         """Take the session's lease with a new epoch (see `fenced._CLAIM` for modes)."""
-        k = self.keys
-        token = await CLAIM(
-            self.redis, [k.lease(sid), k.epoch(sid), k.nudges(sid)], [daemon_id, ttl_ms, mode]
-        )
-        if token is None:
-            return False
-        self.tokens[sid] = token
-        self._seq.pop(sid, None)
-        return True
+        return bool(await self.claim_many([sid], daemon_id, ttl_ms, mode=mode))
 
     async def claim_many(
         self, sids: Sequence[str], daemon_id: str, ttl_ms: int, *, mode: str

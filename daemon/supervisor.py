@@ -29,8 +29,8 @@ from redis.exceptions import ResponseError
 from daemon.agent_core import AgentCore
 from daemon.agent_state import ROOT, AgentConfig, AgentState, Step, ToolCall
 from daemon.catalog import model_info
-from daemon.directory import Directory
-from daemon.errors import CommandError, UnknownAgent, UnknownSession
+from daemon.directory import Directory, match_session
+from daemon.errors import CommandError, UnknownAgent
 from daemon.intake import NudgeIntake
 from daemon.model_client import ModelClient
 from daemon.ownership import LEASE_TTL_MS, Ownership
@@ -185,16 +185,14 @@ class Supervisor:
         return spec
 
     def resolve(self, ref: str) -> str:
-        """A session id from an id, a unique id prefix or a name."""
+        """A session id of this daemon's, from an id, a unique id prefix or a name."""
         if ref in self._specs:
             return ref
-        named = [sid for sid, spec in self._specs.items() if spec.name == ref]
-        matches = named or [sid for sid in self._specs if sid.startswith(ref)]
-        if len(matches) == 1:
-            return matches[0]
-        if not matches:
-            raise UnknownSession(f"unknown session {ref!r}")
-        raise UnknownSession(f"ambiguous session {ref!r}: {', '.join(sorted(matches))}")
+        return match_session(ref, {sid: spec.name for sid, spec in self._specs.items()})
+
+    def owns(self, sid: str, agent: str | None = None) -> bool:
+        """Whether this daemon drives the session (and it has `agent`)."""
+        return sid in self._specs and (agent is None or agent in self._runners[sid])
 
     def session_ids(self) -> list[str]:
         """Every session's id, oldest first."""
