@@ -18,9 +18,11 @@ from tests.fixtures.daemon import send_nudge
 
 HUB_BUFFER = 8
 BUSY_SESSIONS = 2
-#: Large nudges make large events (the nudge, and the reply that quotes it).
-NUDGES = 40
-NUDGE_CHARS = 8_000
+#: Large nudges make large events (the nudge, and the reply that quotes it): enough of
+#: them (about 9 MB of frames) to fill what the kernel buffers for the slow socket,
+#: which on loopback can grow to 4 MB, so the daemon's writes to it really block.
+NUDGES = 200
+NUDGE_CHARS = 15_000
 
 
 async def small_window_socket(port: int) -> socket.socket:
