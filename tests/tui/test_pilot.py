@@ -248,8 +248,13 @@ async def test_subagents_sit_under_their_parent_and_one_can_be_vetoed(
     async with dashboard(daemon, select=sid) as dash:
         await dash.until(lambda: dash.status(sid, "a1") == "done", "a1 done")
         await dash.until(lambda: dash.agent(sid, "a2") and dash.agent(sid, "a2").streaming, "a2")  # type: ignore[union-attr]
-        rows = [(r.prefix, r.agent.agent) for r in dash.app.table.rows if r.session.id == sid]
-        assert rows == [("", "root"), ("├ ", "a1"), ("└ ", "a2")]
+        tree = [("", "root"), ("├ ", "a1"), ("└ ", "a2")]
+
+        def rows() -> list[tuple[str, str]]:
+            return [(r.prefix, r.agent.agent) for r in dash.app.table.rows if r.session.id == sid]
+
+        # The table is redrawn at most 10 times a second: it may be a frame behind the model.
+        await dash.until(lambda: rows() == tree, "the subagents under their parent")
         await dash.until(lambda: dash.selected == (sid, "root"), "the session selected")
         await dash.press("down", "down")
         assert dash.selected == (sid, "a2")
