@@ -28,7 +28,7 @@ from daemon.agent_state import (
     ToolCall,
     ToolResult,
 )
-from daemon.aio import cancelling
+from daemon.aio import raise_if_cancelled
 from daemon.errors import CommandError
 from daemon.fenced import FenceError
 from daemon.model_client import ModelCallError, ModelClient
@@ -238,8 +238,7 @@ class AgentRunner:
                     acks=acks,
                 )
             except (RedisError, OSError) as exc:
-                if cancelling():
-                    raise
+                raise_if_cancelled()
                 self._log.warning("agent.commit_failed error=%s retry_in=%.2fs", exc, delay)
             while True:
                 await asyncio.sleep(delay)
@@ -249,8 +248,7 @@ class AgentRunner:
                         return []
                     break
                 except (RedisError, OSError):
-                    if cancelling():
-                        raise
+                    raise_if_cancelled()
 
     async def _call_model(self, action: CallModel) -> ModelReply:
         try:

@@ -61,8 +61,11 @@ async def test_control_characters_are_drawn_as_escapes_and_markup_as_text(
         )
         assert vetoed.status_code == 200, vetoed.text
         await dash.status_is(sid, "vetoed")
-        await dash.press("e")  # open the tool calls
         transcript = dash.app.transcript
+        # The transcript is redrawn at most 10 times a second: it may be a frame behind
+        # the model, and "e" opens the tool calls it shows.
+        await dash.until(lambda: transcript.query(ToolView), "the tool call shown")
+        await dash.press("e")  # open the tool calls
         (tool,) = transcript.query(ToolView)
         await dash.until(lambda: not tool.collapsed, "the tool call open")
 
