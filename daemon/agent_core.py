@@ -42,6 +42,7 @@ from daemon.agent_state import (
     Message,
     ModelReply,
     NudgeChanges,
+    RunChecks,
     RunTools,
     Step,
     ToolCall,
@@ -51,12 +52,15 @@ from daemon.catalog import cost_usd
 from daemon.errors import CommandError
 from daemon.policy import needs_approval
 from protocol import wire
+from protocol.checks import CheckReport
 from protocol.events import (
     AgentFailed,
     AgentStatusChanged,
     ApprovalDecided,
     ApprovalRequested,
     CacheReport,
+    ChecksFinished,
+    ChecksStarted,
     ModelCancelled,
     ModelReplied,
     ModelRequestSent,
@@ -81,6 +85,12 @@ TOOL_PREVIEW_CHARS = 2_000
 #: The tool that starts subagents: after a restart it is picked up again, not reported
 #: as interrupted, since the subagents it waits for live on.
 SPAWN_TOOL = "spawn_agents"
+#: Who a correction the daemon makes itself (a failed check, say) is from.
+STEER_AUTHOR = "steer"
+#: The longest check output a failure nudge carries, in characters.
+CHECK_NOTE_TAIL_CHARS = 6_000
+#: Statuses an agent rests in at the end of a turn, where a nudge goes in at once.
+AT_REST: frozenset[str] = frozenset({"idle", "failed", "needs_human", "awaiting_approval", "done"})
 
 
 def denial(reason: str | None) -> str:
@@ -89,6 +99,23 @@ def denial(reason: str | None) -> str:
 
 def veto_report(reason: str | None) -> str:
     return f"vetoed by the operator: {reason}" if reason else "vetoed by the operator"
+
+
+def check_failure_note(report: CheckReport, max_attempts: int) -> str:
+    """What a failed round of checks tells the agent: which failed, and how they ended."""
+    failed = [run for run in report.runs if not run.passed]
+    lines = [
+        f"The acceptance checks failed (attempt {report.attempt} of {max_attempts}); "
+        "the work is not done. Fix the cause, not the checks: do not edit the checks or "
+        "the files they rely on."
+    ]
+    room = CHECK_NOTE_TAIL_CHARS
+    for run in failed:
+        ended = "was killed at its timeout" if run.exit_code is None else f"exited {run.exit_code}"
+        tail = run.output_tail[-room:] if room > 0 else ""
+        room -= len(tail)
+        lines.append(f"\n$ {run.command}\n({ended} after {run.duration_s:.1f}s)\n{tail}".rstrip())
+    return "\n".join(lines)
 
 
 def system_note(nudge: Nudge) -> str:
@@ -119,7 +146,7 @@ class AgentCore:
         self.pending: list[Nudge] = list(pending)
         #: What changed in `seen` and `pending` since the last `mark_persisted`.
         self._changes = _NudgeLedger()
-        self._busy: Literal["model", "tools", "approval"] | None = None
+        self._busy: Literal["model", "tools", "approval", "checks"] | None = None
         #: The calls of the assistant turn being answered, in order.
         self._batch: tuple[ToolCall, ...] = ()
         #: Results settled without running the tool (denied, interrupted by a restart).
@@ -144,7 +171,7 @@ class AgentCore:
         """Whether `resume` applies: paused or failed at a boundary, or a pause pending."""
         if self.finished is not None:
             return False
-        at_rest = self._busy is None and self.state.status in ("failed", "paused")
+        at_rest = self._busy is None and self.state.status in ("failed", "paused", "needs_human")
         return at_rest or self.state.pause_requested
 
     def pending_approvals(self) -> list[PendingApproval]:
@@ -165,6 +192,7 @@ class AgentCore:
             last_cached_share=state.last_cached_share,
             error=state.error,
             approvals=self.pending_approvals(),
+            checks=state.checks,
         )
 
     def report(self) -> str:
@@ -226,8 +254,10 @@ class AgentCore:
                 return step
             self._append({"role": "user", "content": self.config.task})
             return self._go_on(step)
-        if self.state.status == "idle" and self.pending:
+        if self.state.status in AT_REST and self.pending:
             return self._go_on(step)
+        if self.state.status == "checking":
+            return self._run_checks(step)  # cut short by a restart: checks run again
         if self.state.status not in ("running", "waiting"):
             return step
         calls = _tool_calls(self._messages[-1])
@@ -310,12 +340,15 @@ class AgentCore:
         """The running action was cancelled as asked; `results` are the tool calls of
         the batch that did finish. A cancelled model turn is dropped, never appended."""
         busy, reason = self._busy, self._interrupting or "operator"
-        if busy not in ("model", "tools"):
+        if busy not in ("model", "tools", "checks"):
             raise RuntimeError(f"{self._name} has no running action to interrupt")
         self._expect(busy)
         step = Step()
         if busy == "tools":
             return self._finish_tools(step, list(results))
+        if busy == "checks":
+            # Checks give way to the operator: a nudge goes in, a veto ends it.
+            return step if self.state.status == "vetoed" else self._go_on(step)
         step.events.append(
             ModelCancelled(agent=self.config.agent, request_no=self.state.requests, reason=reason)
         )
@@ -339,7 +372,12 @@ class AgentCore:
             return step
         self.pending.append(nudge)
         self._changes.added[nudge.nudge_id] = nudge
+        # The operator stepped in: automatic check retries start counting afresh.
+        self._forget_failures()
         redirect = nudge.mode == "redirect"
+        if self._busy == "checks":
+            self._interrupt(step, "nudge")  # the work is not over: the nudge goes in
+            return step
         if self._busy in ("model", "tools"):
             if redirect:
                 self._interrupt(step, "redirect")
@@ -356,7 +394,7 @@ class AgentCore:
         if self.state.status == "paused" and redirect:
             self.state.pause_requested = False
             return self._go_on(step)
-        if self.state.status in ("idle", "failed"):
+        if self.state.status in AT_REST:
             # At a boundary: the nudge goes in now.
             return self._deliver_and_call(step, self._take_pending(queue_too=True))
         return step  # paused, queued, or not started yet: it waits in `pending`
@@ -371,7 +409,7 @@ class AgentCore:
             return step
         verb: Literal["pause", "pause_now"] = "pause_now" if now else "pause"
         step.events.append(OperatorAction(agent=self.config.agent, verb=verb, author=author))
-        if status == "idle" and self._busy is None:
+        if status in ("idle", "needs_human", "awaiting_approval") and self._busy is None:
             self._set_status(step, "paused", f"paused by {author}")
             return step
         self.state.pause_requested = True
@@ -390,10 +428,80 @@ class AgentCore:
         step = Step()
         step.events.append(OperatorAction(agent=self.config.agent, verb="resume", author=author))
         self.state.pause_requested = False
-        if self._busy is not None or self.state.status not in ("failed", "paused"):
+        if self._busy is not None or self.state.status not in ("failed", "paused", "needs_human"):
             return step  # a pause not reached yet: cancelled, the agent goes on as it was
         self.state.error = None
+        self._forget_failures()
         return self._go_on(step)
+
+    def check_now(self, *, author: str) -> Step:
+        """Run the acceptance checks now (`steer check`), at the end of a turn; they gate
+        as at the end of any turn: pass and it is done, fail and the failure goes in."""
+        if not self.config.checks:
+            raise CommandError("conflict", f"{self._name} has no acceptance checks")
+        turn_ended = bool(self._messages) and self._messages[-1]["role"] == "assistant"
+        if self._busy is not None or not turn_ended or self.finished is not None:
+            raise CommandError(
+                "conflict", f"{self._name} is {self.state.status}; checks run at the end of a turn"
+            )
+        step = Step()
+        step.events.append(OperatorAction(agent=self.config.agent, verb="check", author=author))
+        self.state.pause_requested = False
+        self._forget_failures()
+        return self._run_checks(step)
+
+    def checks_finished(self, report: CheckReport) -> Step:
+        """A round of checks ended: done if all passed, else the failure goes to the
+        agent, until it repeats or the attempts run out."""
+        self._expect("checks")
+        step = Step()
+        if self.state.status == "vetoed":
+            return step
+        previous = self.state.checks
+        self.state.checks = report
+        self.state.check_attempts = report.attempt
+        agent = self.config.agent
+        if report.passed:
+            self.state.check_attempts = 0
+            step.events.append(ChecksFinished(agent=agent, report=report, verdict="passed"))
+            self._set_status(step, "done", "the acceptance checks passed")
+            return step
+        repeated = (
+            previous is not None
+            and not previous.passed
+            and previous.attempt == report.attempt - 1
+            and previous.digest == report.digest
+        )
+        if repeated or report.attempt >= self.config.max_attempts:
+            reason = (
+                "the checks failed the same way twice in a row"
+                if repeated
+                else f"the checks failed {report.attempt} times"
+            )
+            if self.config.parent is not None:
+                # A subagent reports the failure to its parent, with the evidence.
+                commands = "; ".join(r.command for r in report.runs if not r.passed)
+                message = f"failed {commands} after {report.attempt} attempts ({reason})"
+                step.events.append(
+                    ChecksFinished(agent=agent, report=report, verdict="failed", reason=reason)
+                )
+                return self._fail(step, message, retryable=False)
+            step.events.append(
+                ChecksFinished(agent=agent, report=report, verdict="needs_human", reason=reason)
+            )
+            self._set_status(step, "needs_human", reason)
+            return step
+        step.events.append(ChecksFinished(agent=agent, report=report, verdict="retry"))
+        nudge = Nudge(
+            nudge_id=f"check-{self.config.agent}-{self.state.requests}-{report.attempt}",
+            session=self.config.session,
+            agent=None if self.config.parent is None else self.config.agent,
+            text=check_failure_note(report, self.config.max_attempts),
+            author=STEER_AUTHOR,
+            sent_at=report.finished_at,
+        )
+        step.events.append(NudgeReceived(agent=agent, nudge=nudge))
+        return self._deliver_and_call(step, [nudge])
 
     def veto(self, *, reason: str | None, author: str) -> Step:
         """Stop the agent for good; a running action is interrupted and its result dropped."""
@@ -445,7 +553,7 @@ class AgentCore:
     def _name(self) -> str:
         return f"agent {self.config.session}/{self.config.agent}"
 
-    def _expect(self, busy: Literal["model", "tools"]) -> None:
+    def _expect(self, busy: Literal["model", "tools", "checks"]) -> None:
         if self._busy != busy:
             raise RuntimeError(f"{self._name} is not waiting on {busy}")
         self._busy = None
@@ -588,14 +696,34 @@ class AgentCore:
         if turn_ended:
             if self.config.parent is not None:
                 self.state.pause_requested = False
+                if self.config.checks:
+                    return self._run_checks(step)
                 self._set_status(step, "done")  # its last words are its report
             elif self.state.pause_requested:
                 self.state.pause_requested = False
                 self._set_status(step, "paused", "paused by the operator")
+            elif self.config.checks:
+                return self._run_checks(step)
             else:
                 self._set_status(step, "idle")
             return step
         return self._call_model(step)
+
+    def _run_checks(self, step: Step) -> Step:
+        """The turn is over: the daemon checks the work before anyone calls it done."""
+        attempt = self.state.check_attempts + 1
+        self._busy = "checks"
+        self._set_status(step, "checking")
+        commands = tuple(self.config.checks)
+        step.events.append(
+            ChecksStarted(agent=self.config.agent, attempt=attempt, commands=list(commands))
+        )
+        step.action = RunChecks(attempt, commands, self.config.check_timeout_s)
+        return step
+
+    def _forget_failures(self) -> None:
+        """Start counting check failures afresh (the operator stepped in)."""
+        self.state.check_attempts = 0
 
     def _deliver_and_call(self, step: Step, nudges: list[Nudge]) -> Step:
         """Append nudges at the current boundary, then ask the model to go on."""

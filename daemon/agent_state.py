@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from protocol.checks import DEFAULT_CHECK_TIMEOUT_S, DEFAULT_MAX_ATTEMPTS, CheckReport
 from protocol.events import Event
 from protocol.nudges import DeliveryPath, Nudge
 from protocol.sessions import AgentStatus, ApprovalPolicy, PendingApproval, Usage
@@ -52,6 +53,10 @@ class AgentConfig(BaseModel):
     system_messages: bool = True
     #: Which tool calls wait for the operator's approval.
     approve: ApprovalPolicy = "none"
+    #: Acceptance checks run when it ends its turn; none: it ends as idle (root) or done.
+    checks: list[str] = Field(default_factory=list)
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    check_timeout_s: int = DEFAULT_CHECK_TIMEOUT_S
 
 
 class InFlightNudge(BaseModel):
@@ -102,6 +107,10 @@ class AgentState(BaseModel):
     approvals: list[Approval] = Field(default_factory=list)
     #: Bumped by the runner for every commit, so a retried commit can tell if it landed.
     commits: int = 0
+    #: Rounds of checks run since the agent last passed them (or was resumed).
+    check_attempts: int = 0
+    #: The last round of checks: the evidence of `done`, or of the failure.
+    checks: CheckReport | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +167,16 @@ class Interrupt:
     reason: str
 
 
-Action = CallModel | RunTools | Interrupt
+@dataclass(frozen=True, slots=True)
+class RunChecks:
+    """Run the agent's acceptance checks in its workdir; feed `AgentCore.checks_finished`."""
+
+    attempt: int
+    commands: tuple[str, ...]
+    timeout_s: int
+
+
+Action = CallModel | RunTools | RunChecks | Interrupt
 
 
 @dataclass(slots=True)

@@ -40,6 +40,8 @@ from daemon.supervisor import Supervisor
 from protocol.commands import (
     Approve,
     ApproveRequest,
+    Check,
+    CheckRequest,
     Deny,
     DenyRequest,
     ErrorCode,
@@ -134,6 +136,7 @@ _NO_RESUME = ResumeRequest()
 _NO_VETO = VetoRequest()
 _NO_APPROVE = ApproveRequest()
 _NO_DENY = DenyRequest()
+_NO_CHECK = CheckRequest()
 
 
 def create_api(supervisor: Supervisor, store: Store, hub: Hub, redis: RedisMonitor) -> FastAPI:
@@ -306,6 +309,13 @@ def create_api(supervisor: Supervisor, store: Store, hub: Hub, redis: RedisMonit
         sid = await directory.resolve(ref)
         cmd = command(Deny, session=sid, call_id=call_id, **body.model_dump())
         await execute(supervisor, cmd)
+        return await directory.summary(sid)
+
+    @app.post("/v1/sessions/{ref}/check", status_code=202)
+    async def check(ref: SessionRef, body: CheckRequest = _NO_CHECK) -> SessionSummary:
+        """Run the acceptance checks now; their result comes as events."""
+        sid = await directory.resolve(ref)
+        await execute(supervisor, command(Check, session=sid, **body.model_dump()))
         return await directory.summary(sid)
 
     openapi = app.openapi

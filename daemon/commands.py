@@ -18,6 +18,7 @@ from daemon.redis_health import stale
 from daemon.supervisor import Supervisor
 from protocol.commands import (
     Approve,
+    Check,
     Command,
     Deny,
     GetMessages,
@@ -67,7 +68,7 @@ async def execute(
             body = SendNudge(text=text, mode="redirect", agent=agent, author=author)
             nudge = await supervisor.send_nudge(await directory.resolve(ref), body)
             return nudge.model_dump(mode="json")
-        case Pause() | Resume() | Veto() | Approve() | Deny():
+        case Pause() | Resume() | Veto() | Approve() | Deny() | Check():
             sid = await directory.resolve(command.session)
             if not directory.owns(sid):
                 return await supervisor.relay.forward(
@@ -92,6 +93,8 @@ async def _verb(supervisor: Supervisor, sid: str, command: Command) -> None:
             await supervisor.decide(
                 sid, agent, call_id, approve=False, reason=reason, author=author
             )
+        case Check(author=author):
+            await supervisor.check_now(sid, author=author)
 
 
 def serve_relayed(supervisor: Supervisor) -> None:

@@ -23,18 +23,21 @@ from daemon.agent_state import (
     CallModel,
     Interrupt,
     ModelReply,
+    RunChecks,
     RunTools,
     Step,
     ToolCall,
     ToolResult,
 )
 from daemon.aio import raise_if_cancelled
+from daemon.checks import run_checks
 from daemon.errors import CommandError
 from daemon.fenced import FenceError
 from daemon.model_client import ModelCallError, ModelClient
 from daemon.store import Store
 from daemon.tools import ToolOutcome, Workspace, run_tool
 from daemon.tools.sandbox import Sandbox
+from protocol.checks import CheckReport
 from protocol.envelope import Frame
 from protocol.nudges import Nudge
 from protocol.sessions import SETTLED, AgentSummary
@@ -45,6 +48,8 @@ log = logging.getLogger("steer.runner")
 COMMIT_RETRY_MIN_S = 0.05
 COMMIT_RETRY_MAX_S = 2.0
 
+#: What an action's task ends with: the model's reply, the tools' results, the checks'.
+Outcome = ModelReply | list[ToolResult] | CheckReport
 FrameSink = Callable[[list[Frame]], None]
 DeltaSink = Callable[[TextDelta], None]
 #: Runs a `spawn_agents` call: starts (or finds) the subagents and waits for their reports.
@@ -74,7 +79,7 @@ class Control:
 
 @dataclass(frozen=True, slots=True)
 class ActionEnded:
-    task: asyncio.Task[ModelReply | list[ToolResult]]
+    task: asyncio.Task[Outcome]
 
 
 Input = NudgeInput | StartInput | Control | ActionEnded
@@ -106,7 +111,7 @@ class AgentRunner:
         self._started = False
         if autostart:
             self._inbox.put_nowait(StartInput())
-        self._action: asyncio.Task[ModelReply | list[ToolResult]] | None = None
+        self._action: asyncio.Task[Outcome] | None = None
         #: Results of the running tool batch so far, for an interrupted batch.
         self._finished_tools: list[ToolResult] = []
         #: The agent as of its last commit (the core runs ahead of it during a commit).
@@ -162,7 +167,7 @@ class AgentRunner:
             case ActionEnded(task):
                 await self._action_ended(task)
 
-    async def _action_ended(self, task: asyncio.Task[ModelReply | list[ToolResult]]) -> None:
+    async def _action_ended(self, task: asyncio.Task[Outcome]) -> None:
         if task is not self._action:
             return
         self._action = None
@@ -179,6 +184,8 @@ class AgentRunner:
             outcome = task.result()
             if isinstance(outcome, ModelReply):
                 await self._apply(self.core.model_replied(outcome))
+            elif isinstance(outcome, CheckReport):
+                await self._apply(self.core.checks_finished(outcome))
             else:
                 await self._apply(self.core.tools_finished(outcome))
 
@@ -195,6 +202,10 @@ class AgentRunner:
             case RunTools():
                 self._finished_tools = []
                 self._start_action(self._run_tools(step.action))
+            case RunChecks(attempt, commands, timeout_s):
+                self._start_action(
+                    run_checks(self._workspace, commands, attempt=attempt, timeout_s=timeout_s)
+                )
             case Interrupt():
                 if self._action is not None:
                     self._action.cancel()
@@ -211,7 +222,7 @@ class AgentRunner:
 
     def _start_action(
         self,
-        coro: Awaitable[ModelReply | list[ToolResult]],
+        coro: Awaitable[Outcome],
     ) -> None:
         task = asyncio.ensure_future(coro)
         self._action = task

@@ -46,7 +46,7 @@ from daemon.runner import (
 )
 from daemon.slots import SlotPool
 from daemon.store import CorruptRecord, NameTaken, Store
-from daemon.subagents import MAX_DEPTH, SPAWN_SPEC, parse_spawn, report
+from daemon.subagents import MAX_DEPTH, SPAWN_SPEC, ChildTask, parse_spawn, report
 from daemon.tools import TOOL_SPECS, ToolOutcome
 from daemon.tools.sandbox import Sandbox
 from protocol.envelope import Frame
@@ -150,6 +150,11 @@ class Supervisor:
             created_at=time.time(),
             approve=request.approve,
             max_parallel_subagents=request.max_parallel_subagents,
+            checks=request.checks,
+            max_attempts=request.max_attempts,
+            check_timeout_s=request.check_timeout_s,
+            protect=request.protect,
+            review_rounds=request.review_rounds,
         )
         root = AgentConfig(
             session=sid,
@@ -161,6 +166,9 @@ class Supervisor:
             tools=[*TOOL_SPECS, SPAWN_SPEC],
             system_messages=model_info(model).system_messages,
             approve=request.approve,
+            checks=spec.checks,
+            max_attempts=spec.max_attempts,
+            check_timeout_s=spec.check_timeout_s,
         )
         try:
             frames = await self.store.create_session(
@@ -264,6 +272,10 @@ class Supervisor:
             lambda core: core.veto(reason=reason, author=author),
         )
 
+    async def check_now(self, sid: str, *, author: str) -> None:
+        """Run the session's acceptance checks now (its root agent must be at rest)."""
+        await self._control([self._runner(sid, ROOT)], lambda core: core.check_now(author=author))
+
     async def decide(
         self,
         sid: str,
@@ -301,8 +313,7 @@ class Supervisor:
             if r.core.config.parent_call == call.id
         }
         children = [
-            existing.get(i)
-            or await self._create_child(parent.config, call.id, i, task.task, task.name)
+            existing.get(i) or await self._create_child(parent.config, call.id, i, task)
             for i, task in enumerate(request.agents)
         ]
         slots = self._slots[sid]
@@ -328,7 +339,7 @@ class Supervisor:
         )
 
     async def _create_child(
-        self, parent: AgentConfig, call_id: str, index: int, task: str, name: str | None
+        self, parent: AgentConfig, call_id: str, index: int, task: ChildTask
     ) -> AgentRunner:
         sid = parent.session
         spec = self._specs[sid]
@@ -340,14 +351,18 @@ class Supervisor:
             parent_call=call_id,
             index=index,
             depth=depth,
-            name=name,
-            task=task,
+            name=task.name,
+            task=task.task,
             workdir=parent.workdir,
             model=parent.model,
             system=system_prompt(parent.workdir, subagent=True),
             tools=[*TOOL_SPECS, SPAWN_SPEC] if depth < MAX_DEPTH else list(TOOL_SPECS),
             system_messages=parent.system_messages,
             approve=spec.approve,
+            # Its own check, or the session's: its report reaches the parent verified.
+            checks=[task.check] if task.check else spec.checks,
+            max_attempts=spec.max_attempts,
+            check_timeout_s=spec.check_timeout_s,
         )
         state = AgentState(status="queued")
         runner = self._launch(AgentCore(config, state), hold_slot=False)  # reserves the id

@@ -224,6 +224,23 @@ class Deny(DenyRequest, _Command):
     call_id: CallId
 
 
+class CheckRequest(BaseModel):
+    """The body of `POST /v1/sessions/{session}/check`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    author: Author = "operator"
+
+
+class Check(CheckRequest, _Command):
+    """Run the session's acceptance checks now, as at the end of a turn (its root agent
+    must have ended its turn): pass and the session is done, fail and the failure goes
+    to the agent. The result comes as `check.started` and `check.finished` events."""
+
+    type: Literal["check"] = "check"
+    session: SessionRef
+
+
 Command = Annotated[
     Ping
     | Subscribe
@@ -237,7 +254,8 @@ Command = Annotated[
     | Redirect
     | Veto
     | Approve
-    | Deny,
+    | Deny
+    | Check,
     Field(discriminator="type"),
 ]
 

@@ -10,11 +10,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from protocol.checks import CheckReport, CheckVerdict
 from protocol.nudges import DeliveryPath, Nudge, NudgeMode
 from protocol.sessions import AgentStatus, SessionSpec, Usage
 
-#: pause: at the next boundary; pause_now: cancel the in-flight model call first.
-ControlVerb = Literal["pause", "pause_now", "resume", "veto"]
+#: pause: at the next boundary; pause_now: cancel the in-flight model call first;
+#: check: the operator ran the acceptance checks (`steer check`).
+ControlVerb = Literal["pause", "pause_now", "resume", "veto", "check"]
 
 
 class _Event(BaseModel):
@@ -174,6 +176,23 @@ class AgentFailed(_Event):
     retryable: bool = True
 
 
+class ChecksStarted(_Event):
+    """The agent ended its turn (or the operator asked): its acceptance checks run."""
+
+    type: Literal["check.started"] = "check.started"
+    attempt: int
+    commands: list[str]
+
+
+class ChecksFinished(_Event):
+    """A round of checks ended; `verdict` says what follows (see `CheckVerdict`)."""
+
+    type: Literal["check.finished"] = "check.finished"
+    report: CheckReport
+    verdict: CheckVerdict
+    reason: str | None = None
+
+
 Event = Annotated[
     SessionCreated
     | AgentStarted
@@ -190,6 +209,8 @@ Event = Annotated[
     | NudgeApplied
     | NudgeDelivered
     | NudgeRejected
-    | AgentFailed,
+    | AgentFailed
+    | ChecksStarted
+    | ChecksFinished,
     Field(discriminator="type"),
 ]

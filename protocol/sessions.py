@@ -8,23 +8,55 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 from pydantic_core import PydanticCustomError
 
 from protocol import wire
+from protocol.checks import (
+    DEFAULT_CHECK_TIMEOUT_S,
+    DEFAULT_MAX_ATTEMPTS,
+    MAX_ATTEMPTS,
+    MAX_CHECK_TIMEOUT_S,
+    MAX_CHECKS,
+    CheckCommand,
+    CheckReport,
+)
 
 #: running: a model call or tools are under way; waiting: tool calls wait for approval;
 #: queued: a subagent waits for a free slot; idle: the root agent ended its turn;
-#: paused: held by the operator; done: a subagent reported back; failed: an error stopped
-#: it (resumable); vetoed: stopped by the operator for good.
-AgentStatus = Literal["running", "waiting", "queued", "idle", "paused", "done", "failed", "vetoed"]
+#: checking: its acceptance checks run; reviewing: a reviewer examines its work;
+#: needs_human: its checks failed the same way twice or ran out of attempts, or it
+#: tampered with protected files (resume or a nudge sends it back to work);
+#: awaiting_approval: checks and review passed, `approve` ends it as done;
+#: paused: held by the operator; done: a subagent reported back, or a session's checks
+#: passed; failed: an error stopped it (resumable); vetoed: stopped by the operator for good.
+AgentStatus = Literal[
+    "running",
+    "waiting",
+    "queued",
+    "idle",
+    "checking",
+    "reviewing",
+    "needs_human",
+    "awaiting_approval",
+    "paused",
+    "done",
+    "failed",
+    "vetoed",
+]
 #: Statuses in order of how much they need the operator: listings sort by it.
 ATTENTION_ORDER: tuple[AgentStatus, ...] = (
+    "needs_human",
     "waiting",
     "failed",
+    "awaiting_approval",
     "paused",
     "running",
+    "checking",
+    "reviewing",
     "queued",
     "idle",
     "done",
     "vetoed",
 )
+#: Statuses that stop for the operator: the dashboard's `!` jumps to them.
+NEEDS_OPERATOR: frozenset[AgentStatus] = frozenset({"needs_human", "waiting", "failed"})
 #: Statuses an agent never leaves by itself.
 SETTLED: frozenset[AgentStatus] = frozenset({"done", "failed", "vetoed"})
 #: Which tool calls wait for an operator's approval: none; those that write files;
@@ -36,6 +68,11 @@ MAX_PARALLEL_SUBAGENTS = 32
 DEFAULT_PARALLEL_SUBAGENTS = 4
 
 MAX_TASK_CHARS = 64 * 1024
+MAX_PROTECT_GLOBS = 32
+MAX_REVIEW_ROUNDS = 10
+
+#: A path or glob relative to the workdir (`**` spans directories).
+ProtectGlob = Annotated[str, Field(min_length=1, max_length=1_024, pattern=r"^[^\x00]+$")]
 
 
 def _check_name(name: str) -> str:
@@ -98,6 +135,17 @@ class StartSession(BaseModel):
     max_parallel_subagents: int = Field(
         default=DEFAULT_PARALLEL_SUBAGENTS, ge=1, le=MAX_PARALLEL_SUBAGENTS
     )
+    #: Acceptance checks: the session is done only when every one exits 0.
+    checks: list[CheckCommand] = Field(default_factory=list, max_length=MAX_CHECKS)
+    #: Check rounds before a failing session stops as `needs_human`.
+    max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=MAX_ATTEMPTS)
+    #: Seconds each check may run before it is killed (and fails).
+    check_timeout_s: int = Field(default=DEFAULT_CHECK_TIMEOUT_S, ge=1, le=MAX_CHECK_TIMEOUT_S)
+    #: Paths (globs, relative to the workdir) no agent may change; by default the files
+    #: the checks name.
+    protect: list[ProtectGlob] = Field(default_factory=list, max_length=MAX_PROTECT_GLOBS)
+    #: Review rounds after the checks pass (0: no review).
+    review_rounds: int = Field(default=0, ge=0, le=MAX_REVIEW_ROUNDS)
 
 
 class SessionSpec(BaseModel):
@@ -113,6 +161,11 @@ class SessionSpec(BaseModel):
     created_at: float
     approve: ApprovalPolicy = "none"
     max_parallel_subagents: int = DEFAULT_PARALLEL_SUBAGENTS
+    checks: list[str] = Field(default_factory=list)
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    check_timeout_s: int = DEFAULT_CHECK_TIMEOUT_S
+    protect: list[str] = Field(default_factory=list)
+    review_rounds: int = 0
 
 
 class PendingApproval(BaseModel):
@@ -142,6 +195,8 @@ class AgentSummary(BaseModel):
     last_cached_share: float | None = None
     error: str | None = None
     approvals: list[PendingApproval] = Field(default_factory=list)
+    #: The last round of its acceptance checks: the evidence of a `done`, or of a refusal.
+    checks: CheckReport | None = None
 
 
 class SessionSummary(BaseModel):

@@ -24,6 +24,7 @@ import contextlib
 import os
 import signal
 import subprocess
+from dataclasses import dataclass
 
 from pydantic import Field
 
@@ -133,7 +134,26 @@ def command_env() -> dict[str, str]:
 async def run_command(
     workspace: Workspace, command: str, timeout_s: int = DEFAULT_TIMEOUT_S
 ) -> str:
-    output = CappedOutput()
+    ended = await execute(workspace, command, timeout_s, CappedOutput())
+    text = ended.output or "(no output)"
+    if ended.exit_code is None:
+        raise ToolError(f"command timed out after {timeout_s}s and was killed; output:\n{text}")
+    return f"exit code: {ended.exit_code}\n{text}"
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """How a command ended: its exit code (None: killed at its timeout) and output."""
+
+    exit_code: int | None
+    output: str
+
+
+async def execute(
+    workspace: Workspace, command: str, timeout_s: float, output: CappedOutput
+) -> Ended:
+    """Run `command` as `run_command` does (same sandbox, same scrubbed environment),
+    keeping its output in `output`; nothing it started outlives it."""
     argv = ["/bin/sh", "-c", LEADER, "sh", command]
     if workspace.sandbox is not None:
         argv = workspace.sandbox.wrap(workspace.root, argv)
@@ -178,10 +198,7 @@ async def run_command(
         finally:
             transport.close()
             os.close(held)
-    text = output.text() or "(no output)"
-    if timed_out:
-        raise ToolError(f"command timed out after {timeout_s}s and was killed; output:\n{text}")
-    return f"exit code: {transport.get_returncode()}\n{text}"
+    return Ended(None if timed_out else transport.get_returncode(), output.text())
 
 
 def _kill_group(pgid: int) -> None:

@@ -238,7 +238,7 @@ async def test_a_vetoed_subagent_reports_the_reason_and_the_parent_carries_on(
     await wait_for(store, spec.id, is_status("idle"))
     report = tool_results(supervisor.core(spec.id).messages)[-1]["content"]
     assert report == (
-        "## a1 (one): done\nPart checked: all good.\n\n"
+        "## a1 (one): done, not verified\nPart checked: all good.\n\n"
         "## a2 (two): vetoed by the operator: part two is not needed"
     )
 
@@ -311,7 +311,7 @@ async def test_subagents_live_on_across_a_daemon_restart(
         await second.veto(spec.id, "a2", reason="after the restart", author="ann")
         await wait_for(store, spec.id, is_status("idle"))
         report = str(tool_results(second.core(spec.id).messages)[-1]["content"])
-        assert "## a1 (one): done\nPart checked: all good." in report
+        assert "## a1 (one): done, not verified\nPart checked: all good." in report
         assert "vetoed by the operator: after the restart" in report
         replies = [
             f

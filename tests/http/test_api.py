@@ -126,6 +126,7 @@ def test_openapi_describes_every_route_and_there_is_no_docs_ui(api: ApiServer) -
         ("POST", "/v1/sessions/{ref}/veto"),
         ("POST", "/v1/sessions/{ref}/approvals/{call_id}/approve"),
         ("POST", "/v1/sessions/{ref}/approvals/{call_id}/deny"),
+        ("POST", "/v1/sessions/{ref}/check"),
     }
     for path, ops in schema["paths"].items():
         for method, op in ops.items():
