@@ -518,7 +518,7 @@ class AgentCore:
         self.state.approvals = []
         self.state.pause_requested = False
         self._set_status(step, "vetoed", veto_report(reason))
-        if self._busy in ("model", "tools"):
+        if self._busy in ("model", "tools", "checks"):
             self._interrupt(step, "veto")
         elif self._busy == "approval":
             self._busy = None

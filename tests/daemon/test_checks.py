@@ -7,7 +7,7 @@ from pathlib import Path
 
 from daemon.store import Store
 from daemon.supervisor import Supervisor
-from protocol.events import ChecksFinished
+from protocol.events import ChecksFinished, ToolFinished
 from protocol.sessions import StartSession
 from tests.fixtures.daemon import is_status, summary_at, wait_for
 from tests.fixtures.simulator import SimulatorHandle
@@ -90,3 +90,27 @@ async def test_a_session_without_checks_ends_its_turn_idle_as_before(
     )
     await wait_for(store, spec.id, is_status("idle"))
     assert not [f for f in await store.read_events(spec.id) if f.event.type.startswith("check.")]
+
+
+async def test_a_child_is_verified_by_its_check_before_its_parent_sees_its_report(
+    supervisor: Supervisor, store: Store, tmp_path: Path
+) -> None:
+    task = f"[scenario:spawn-checked] split {tmp_path.name}"
+    spec = await supervisor.create_session(StartSession(task=task, workdir=str(tmp_path)))
+    await wait_for(store, spec.id, is_status("idle"), within=30)
+    events = [f.event for f in await store.read_events(spec.id)]
+    # The first child's failing check went back to it as a nudge; the second never passed.
+    by_child = {
+        agent: [e.verdict for e in events if isinstance(e, ChecksFinished) and e.agent == agent]
+        for agent in ("a1", "a2")
+    }
+    assert by_child == {"a1": ["retry", "passed"], "a2": ["retry", "failed"]}
+    applied = [e for e in events if e.type == "nudge.applied" and e.agent == "a1"]
+    assert len(applied) == 1
+    (spawned,) = [e for e in events if isinstance(e, ToolFinished) and e.name == "spawn_agents"]
+    assert "## a1 (one): done, verified by grep -qx right answer.txt\n" in spawned.output
+    assert (
+        "## a2 (two): failed echo part two is broken; exit 4 after 2 attempts "
+        "(the checks failed the same way twice in a row)\n" in spawned.output
+    )
+    assert "$ echo part two is broken; exit 4 (exit 4)\npart two is broken" in spawned.output
