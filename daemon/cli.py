@@ -26,13 +26,16 @@ from daemon.paths import DAEMON_FILE, TOKEN_FILE, steer_home
 from daemon.render import (
     address,
     agent_header,
+    check_evidence,
     conversation,
     frame_line,
     session_table,
     stale_line,
 )
 from protocol import wire
+from protocol.checks import DEFAULT_CHECK_TIMEOUT_S, DEFAULT_MAX_ATTEMPTS, MAX_CHECKS
 from protocol.envelope import Frame
+from protocol.events import AgentStatusChanged, ChecksFinished, ChecksStarted, OperatorAction
 from protocol.sessions import (
     APPROVAL_POLICIES,
     DEFAULT_PARALLEL_SUBAGENTS,
@@ -44,6 +47,8 @@ from protocol.text import safe_json, visible
 
 TARGET = "SESSION[/AGENT]"
 TARGET_HELP = "a session (id, unique id prefix or name), or one of its agents as SESSION/AGENT"
+#: How many of a failing check's last output lines `steer check` prints.
+CHECK_TAIL_LINES = 40
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
         help="how many subagents may run at once; the others wait as queued "
         f"(default: {DEFAULT_PARALLEL_SUBAGENTS}, at most {MAX_PARALLEL_SUBAGENTS})",
     )
+    _check_args(p)
     p.set_defaults(func=_run)
 
     p = _command(
@@ -137,6 +143,17 @@ def _parser() -> argparse.ArgumentParser:
         help='one JSON object: {"session": ..., "agent": ..., "messages": [...]}',
     )
     p.set_defaults(func=_show)
+
+    p = _command(
+        sub,
+        "check",
+        help="run a session's acceptance checks now (its agent must have ended its turn) "
+        "and print the evidence (exit 1: they failed)",
+    )
+    p.add_argument("session", metavar="SESSION", help="a session (id, unique id prefix or name)")
+    p.add_argument("--json", action="store_true", help="the check.finished event as one object")
+    _author_arg(p)
+    p.set_defaults(func=_check)
 
     p = _command(sub, "logs", help="print a session's events")
     p.add_argument("session")
@@ -213,6 +230,49 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_deny)
     _completion_commands(sub)
     return parser
+
+
+def _check_args(parser: argparse.ArgumentParser) -> None:
+    """`steer run`'s acceptance checks: what "done" has to prove."""
+    parser.add_argument(
+        "--check",
+        action="append",
+        default=[],
+        metavar="CMD",
+        dest="checks",
+        help="a shell command run in the workdir when the agent ends its turn; the "
+        "session is done only when every check exits 0, and a failure goes back to "
+        f"the agent (repeatable, at most {MAX_CHECKS})",
+    )
+    parser.add_argument(
+        "--max-attempts",
+        type=int,
+        metavar="N",
+        help="check rounds before a failing session stops as needs_human; the same "
+        f"failure twice stops it sooner (default: {DEFAULT_MAX_ATTEMPTS})",
+    )
+    parser.add_argument(
+        "--check-timeout",
+        type=int,
+        metavar="SECONDS",
+        help=f"how long each check may run before it is killed and fails "
+        f"(default: {DEFAULT_CHECK_TIMEOUT_S})",
+    )
+    parser.add_argument(
+        "--protect",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="a path or glob (relative to the workdir, ** spans directories) no agent may "
+        "change (repeatable; default: the files the checks name)",
+    )
+    parser.add_argument(
+        "--review-rounds",
+        type=int,
+        metavar="N",
+        help="review rounds after the checks pass, before the session is done "
+        "(default: 0, no review)",
+    )
 
 
 def _sandbox_arg(parser: argparse.ArgumentParser) -> None:
@@ -392,6 +452,13 @@ def _run(args: argparse.Namespace) -> int:
     body |= {k: v for k, v in {"model": args.model, "name": args.name}.items() if v}
     if args.max_parallel is not None:
         body["max_parallel_subagents"] = args.max_parallel
+    body |= {"checks": args.checks, "protect": args.protect}
+    optional = {
+        "max_attempts": args.max_attempts,
+        "check_timeout_s": args.check_timeout,
+        "review_rounds": args.review_rounds,
+    }
+    body |= {k: v for k, v in optional.items() if v is not None}
     print(_client().post("/v1/sessions", body)["id"])
     return 0
 
@@ -443,9 +510,49 @@ def _show(args: argparse.Namespace) -> int:
         print(safe_json(json.dumps(shown)))
         return 0
     if summary is not None:
-        print(agent_header(session, summary) + "\n")
+        reason = _status_reason(client, sid, agent) if summary.status == "needs_human" else None
+        print(agent_header(session, summary, reason=reason) + "\n")
     print(conversation(messages))
     return 0
+
+
+def _status_reason(client: DaemonClient, sid: str, agent: str) -> str | None:
+    """Why the agent is in its status: the reason of its last status change."""
+    reason = None
+    for line in client.lines(_session_path(sid, "events")):
+        event = Frame.model_validate_json(line).event
+        if isinstance(event, AgentStatusChanged) and event.agent == agent:
+            reason = event.reason
+    return reason
+
+
+def _check(args: argparse.Namespace) -> int:
+    """Ask for a round of checks, then follow the session's events to its result: the
+    round that comes after this operator's `check` action."""
+    client = _client()
+    session = SessionSummary.model_validate(client.get(_session_path(args.session)))
+    sid = session.spec.id
+    client.post(_session_path(sid, "check"), {"author": _author(args)})
+    asked = False
+    for line in client.lines(_session_path(sid, "events"), since=session.last_seq, follow=True):
+        frame = Frame.model_validate_json(line)
+        match frame.event:
+            case OperatorAction(agent="root", verb="check"):
+                asked = True
+            case ChecksStarted(agent="root") if asked and not args.json:
+                print(frame_line(frame), flush=True)
+            case ChecksFinished(agent="root") as finished if asked:
+                if args.json:
+                    print(safe_json(finished.model_dump_json()))
+                else:
+                    print("\n".join(check_evidence(finished.report, CHECK_TAIL_LINES)))
+                    print(f"verdict: {finished.verdict}" + _why(finished.reason))
+                return 0 if finished.verdict == "passed" else 1
+    raise ClientError("the event stream ended before the checks finished", EXIT_UNREACHABLE)
+
+
+def _why(reason: str | None) -> str:
+    return f" ({reason})" if reason else ""
 
 
 def _logs(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ SESSIONS_COMMAND = "__sessions"
 #: `steer` subcommands whose first argument is a session (or SESSION/AGENT).
 SESSION_COMMANDS = (
     "show",
+    "check",
     "logs",
     "tui",
     "pause",

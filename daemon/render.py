@@ -13,9 +13,11 @@ import json
 import time
 from collections import Counter
 from collections.abc import Sequence
+from typing import assert_never
 
 from pydantic import JsonValue
 
+from protocol.checks import CheckReport
 from protocol.envelope import Frame
 from protocol.events import (
     AgentFailed,
@@ -23,6 +25,8 @@ from protocol.events import (
     AgentStatusChanged,
     ApprovalDecided,
     ApprovalRequested,
+    ChecksFinished,
+    ChecksStarted,
     ModelCancelled,
     ModelReplied,
     ModelRequestSent,
@@ -31,14 +35,21 @@ from protocol.events import (
     NudgeReceived,
     NudgeRejected,
     OperatorAction,
+    ProtectedRefused,
+    ProtectedRestored,
+    ReviewFinished,
+    ReviewStarted,
+    RuleViolated,
     SessionCreated,
     ToolCalled,
     ToolFinished,
 )
-from protocol.sessions import ATTENTION_ORDER, AgentSummary, SessionSummary
+from protocol.sessions import ATTENTION_ORDER, NEEDS_OPERATOR, AgentSummary, SessionSummary
 from protocol.text import visible, visible_lines
 
 PREVIEW = 100
+#: How many of a failing check's last output lines `steer show` prints.
+SHOW_TAIL_LINES = 12
 
 
 def percent(share: float | None) -> str:
@@ -46,17 +57,18 @@ def percent(share: float | None) -> str:
 
 
 def session_table(sessions: Sequence[SessionSummary]) -> str:
-    """One row per session; then every tool call that waits for approval."""
+    """One row per session, what needs the operator first and marked `!`; then every
+    tool call that waits for approval, and where to read why a session needs a human."""
     header = ("ID", "NAME", "STATE", "AGENTS", "MODEL", "REQS", "TOKENS", "COST", "CACHE")
     rows = [header]
-    for s in sessions:
+    for s in sorted(sessions, key=lambda s: ATTENTION_ORDER.index(s.status)):
         root = next((a for a in s.agents if a.agent == "root"), None)
         usage = s.usage
         rows.append(
             (
                 s.spec.id,
                 s.spec.name,
-                s.status,
+                marked(s.status),
                 agent_counts(s.agents),
                 s.spec.model,
                 str(s.requests),
@@ -65,9 +77,21 @@ def session_table(sessions: Sequence[SessionSummary]) -> str:
                 percent(root.last_cached_share if root else None),
             )
         )
-    table = _table(rows)
-    pending = approvals([a for s in sessions for a in s.agents])
-    return f"{table}\n\n{pending}" if pending else table
+    parts = [_table(rows), approvals([a for s in sessions for a in s.agents])]
+    stuck = [s.spec.id for s in sessions if s.status == "needs_human"]
+    if stuck:
+        parts.append(
+            "needs a human (steer show SESSION says why, with the evidence): " + ", ".join(stuck)
+        )
+    return "\n\n".join(part for part in parts if part)
+
+
+def marked(status: str) -> str:
+    """A status, with `!` before one that stops for the operator and `?` before one
+    that waits for an approval."""
+    if status in NEEDS_OPERATOR:
+        return f"! {status}"
+    return f"? {status}" if status == "awaiting_approval" else status
 
 
 def stale_line(sessions: Sequence[SessionSummary]) -> str | None:
@@ -103,15 +127,18 @@ def approvals(agents: Sequence[AgentSummary]) -> str:
     )
 
 
-def agent_header(session: SessionSummary, agent: AgentSummary) -> str:
-    """What `steer show` prints above a conversation: the agent's state, its error,
-    its subagents and its pending approvals."""
+def agent_header(session: SessionSummary, agent: AgentSummary, *, reason: str | None = None) -> str:
+    """What `steer show` prints above a conversation: the agent's state (and `reason`,
+    why it needs a human), its error, its checks and their last evidence, its subagents
+    and its pending approvals."""
     lines = [
         f"{address(agent)}  {agent.status}  model={agent.model}  requests={agent.requests}  "
         f"cost=${agent.cost_usd:.4f}  cache={percent(agent.last_cached_share)}"
         + (f"  name={agent.name}" if agent.name else "")
         + (f"  parent={agent.parent}" if agent.parent else "")
     ]
+    if agent.status == "needs_human":
+        lines.append(f"needs a human: {reason or 'see steer logs'}")
     if agent.error:
         lines.append(f"error: {agent.error}")
     children = [a for a in session.agents if a.parent == agent.agent]
@@ -120,11 +147,47 @@ def agent_header(session: SessionSummary, agent: AgentSummary) -> str:
             "subagents: "
             + ", ".join(f"{c.agent}{f' ({c.name})' if c.name else ''} {c.status}" for c in children)
         )
+    spec = session.spec
+    if agent.agent == "root" and spec.checks:
+        count = f"{len(spec.checks)} check{'s' if len(spec.checks) > 1 else ''}"
+        lines.append(
+            f"checks: {count}, at most {spec.max_attempts} attempts, {spec.check_timeout_s} s each"
+        )
+        if agent.checks is None:
+            lines.extend([*(f"  $ {command}" for command in spec.checks), "  not run yet"])
     lines = [visible(line) for line in lines]
+    if agent.checks is not None:
+        done = agent.status == "done" and agent.checks.passed
+        lines.extend(check_evidence(agent.checks, SHOW_TAIL_LINES, title="done" if done else ""))
     pending = approvals([agent])
     if pending:
         lines.append(pending)
     return "\n".join(lines)
+
+
+def check_evidence(report: CheckReport, tail_lines: int, *, title: str = "") -> list[str]:
+    """A round of checks as lines: the verdict, the workspace it ran on, then each
+    command with its exit code, duration and output digest, and a failure's last
+    `tail_lines` lines of output."""
+    verdict = "checks passed" if report.passed else "checks failed"
+    clock = time.strftime("%H:%M:%S", time.localtime(report.finished_at))
+    lines = [f"{title + ': ' if title else ''}{verdict} (attempt {report.attempt}, {clock})"]
+    first, *more = visible_lines(report.workspace).split("\n")
+    lines.append(f"  workspace: {first}")
+    lines.extend(f"    {line}" for line in more)
+    for run in report.runs:
+        mark = "✓" if run.passed else "✗"
+        code = "timed out" if run.exit_code is None else f"exit {run.exit_code}"
+        lines.append(
+            visible(
+                f"  {mark} {code}  {run.duration_s:.2f}s  $ {run.command}  "
+                f"(output sha256 {run.digest[:12]})"
+            )
+        )
+        if not run.passed and tail_lines > 0:
+            tail = visible_lines(run.output_tail.rstrip("\n")).split("\n")[-tail_lines:]
+            lines.extend(f"    | {line}" for line in tail if tail != [""])
+    return lines
 
 
 def _table(cells: Sequence[Sequence[str]]) -> str:
@@ -184,7 +247,36 @@ def _details(frame: Frame) -> str:
             return f"{nid}: {reason}"
         case AgentFailed(message=message):
             return message
-    return ""
+        case ChecksStarted(attempt=attempt, commands=commands):
+            return f"attempt {attempt}: " + _cut(" · ".join(commands))
+        case ChecksFinished(report=report, verdict=verdict, reason=reason):
+            failed = [r for r in report.runs if not r.passed]
+            outcome = (
+                f"all {len(report.runs)} passed"
+                if not failed
+                else ", ".join(f"{_cut(r.command)} {_exit(r.exit_code)}" for r in failed)
+            )
+            why = f" ({reason})" if reason else ""
+            return f"attempt {report.attempt} {verdict}{why}: {outcome}"
+        case ProtectedRefused(path=path):
+            return f"refused a write to protected {path}"
+        case ProtectedRestored(path=path, change=change, restored=restored, reason=reason):
+            undone = "restored" if restored else f"NOT restored ({reason})"
+            return f"protected {path} {change}: {undone}"
+        case RuleViolated(nudge_id=nid, path=path, lines=lines, vetoed=vetoed):
+            what = "refused" if vetoed else "violated"
+            return f"{nid} {what} in {path}: " + _cut(" · ".join(lines))
+        case ReviewStarted(round=round_no, rounds=rounds):
+            return f"round {round_no} of {rounds}"
+        case ReviewFinished(round=round_no, reviewer=reviewer, verdict=verdict, reason=reason):
+            why = f" ({reason})" if reason else ""
+            return f"round {round_no} by {reviewer}: {verdict}{why}: {_cut(frame.event.findings)}"
+        case _:
+            assert_never(frame.event)
+
+
+def _exit(code: int | None) -> str:
+    return "timed out" if code is None else f"exited {code}"
 
 
 def conversation(messages: Sequence[dict[str, JsonValue]]) -> str:

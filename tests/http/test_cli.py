@@ -170,7 +170,22 @@ def test_refusals_and_bad_usage(steerd: DaemonProcess, workdir: Path) -> None:
 @pytest.mark.parametrize(
     ("verb", "words"),
     [
-        ("run", ["--approve {none,writes,shell,all}", "--max-parallel N", "queued"]),
+        (
+            "run",
+            [
+                "--approve {none,writes,shell,all}",
+                "--max-parallel N",
+                "queued",
+                "--check CMD",
+                "every check exits 0",
+                "--max-attempts N",
+                "needs_human",
+                "--check-timeout SECONDS",
+                "--protect GLOB",
+                "--review-rounds N",
+            ],
+        ),
+        ("check", ["SESSION", "ended its turn", "exit 1", "--json"]),
         ("pause", ["SESSION[/AGENT]", "--now", "--author"]),
         ("resume", ["SESSION[/AGENT]", "paused", "failed"]),
         ("redirect", ["SESSION[/AGENT]", "TEXT", "stdin"]),
@@ -188,3 +203,106 @@ def test_help_of_every_verb(verb: str, words: list[str], tmp_path: Path) -> None
     flat = " ".join(result.stdout.split())
     for word in words:
         assert word in flat, (word, flat)
+
+
+# -- acceptance checks -----------------------------------------------------------------
+
+STUBBORN = "echo 'FAILED in 0.01s'; exit 3"
+
+
+def test_run_with_checks_ends_done_and_show_prints_the_evidence(
+    steerd: DaemonProcess, workdir: Path
+) -> None:
+    check = "grep -qx right answer.txt"
+    sid = run(
+        steerd,
+        "[scenario:check-fix] cli checks",
+        workdir,
+        *("--check", check, "--check", "test -s answer.txt"),
+        *("--max-attempts", "4", "--check-timeout", "30", "--protect", "tests/**"),
+        *("--review-rounds", "0"),
+    )
+    spec = steerd.session(sid)["spec"]
+    assert isinstance(spec, dict)
+    assert spec["checks"] == [check, "test -s answer.txt"] and spec["protect"] == ["tests/**"]
+    assert (spec["max_attempts"], spec["check_timeout_s"], spec["review_rounds"]) == (4, 30, 0)
+    until(lambda: root_status(steerd, sid) == "done", what="the checks to pass")
+
+    shown = ok(steerd, "show", sid)
+    assert f"{sid}/root  done" in shown
+    assert "checks: 2 checks, at most 4 attempts, 30 s each" in shown
+    assert "done: checks passed (attempt 2," in shown
+    assert "  workspace: files: 1, sha256 " in shown
+    assert re.search(rf"✓ exit 0  \d+\.\d\ds  \$ {check}  \(output sha256 [0-9a-f]{{12}}\)", shown)
+
+    logs = ok(steerd, "logs", sid)
+    assert "check.started" in logs and f"attempt 1: {check} · test -s answer.txt" in logs
+    assert f"attempt 1 retry: {check} exited 1" in logs
+    assert "attempt 2 passed: all 2 passed" in logs
+
+
+def test_check_runs_the_checks_now_and_exits_by_their_verdict(
+    steerd: DaemonProcess, workdir: Path
+) -> None:
+    check = f"test -f ok || {{ {STUBBORN}; }}"
+    sid = run(steerd, "[scenario:check-stubborn] cli check", workdir, "--check", check)
+    until(lambda: root_status(steerd, sid) == "needs_human", what="the session to need a human")
+
+    # Failed: the evidence, the verdict, exit 1 (the failure went back to the agent).
+    failed = steerd.cli("check", sid)
+    assert failed.returncode == 1 and failed.stderr == "", failed
+    lines = failed.stdout.splitlines()
+    assert "check.started" in lines[0] and "attempt 1:" in lines[0]
+    assert lines[1].startswith("checks failed (attempt 1, ")
+    assert lines[2].startswith("  workspace: files: 0, sha256 ")
+    assert re.fullmatch(r"  ✗ exit 3  \d+\.\d\ds  \$ .*  \(output sha256 [0-9a-f]{12}\)", lines[3])
+    assert lines[4] == "    | FAILED in 0.01s"
+    assert lines[-1] == "verdict: retry"
+    until(lambda: root_status(steerd, sid) == "needs_human", what="the same failure again")
+
+    # Passed: exit 0, and the session is done.
+    (workdir / "ok").touch()
+    passed = steerd.cli("check", sid[:6], "--json")
+    assert passed.returncode == 0, passed
+    event = json.loads(passed.stdout)
+    assert event["type"] == "check.finished" and event["verdict"] == "passed"
+    assert event["report"]["runs"][0]["exit_code"] == 0
+    assert root_status(steerd, sid) == "done"
+
+    # Refused: an agent in the middle of its turn, and a session without checks.
+    busy_dir = workdir / "busy"
+    busy_dir.mkdir()
+    busy = run(steerd, "[scenario:slow-tool] busy", busy_dir, "--check", "true")
+    until(lambda: (busy_dir / "started").exists(), what="the tool to start")
+    assert refused(steerd, "check", busy).endswith("checks run at the end of a turn")
+    assert "  $ true\n  not run yet" in ok(steerd, "show", busy)
+    (busy_dir / "go").touch()
+    plain = run(steerd, "[scenario:short] no checks", workdir)
+    until(lambda: root_status(steerd, plain) == "idle", what="the plain session to end its turn")
+    assert "has no acceptance checks" in refused(steerd, "check", plain)
+    assert refused(steerd, "check", "s-nope") == "unknown session 's-nope'"
+
+
+def test_ls_puts_a_session_that_needs_a_human_first_and_show_says_why(
+    steerd: DaemonProcess, workdir: Path
+) -> None:
+    plain = run(steerd, "[scenario:short] calm", workdir)
+    stuck = run(steerd, "[scenario:check-stubborn] stuck", workdir, "--check", STUBBORN)
+    until(lambda: root_status(steerd, plain) == "idle", what="the plain session to end its turn")
+    until(lambda: root_status(steerd, stuck) == "needs_human", what="the session to need a human")
+
+    listing = ok(steerd, "ls").splitlines()
+    assert listing[1].startswith(stuck) and "! needs_human" in listing[1]
+    assert listing[2].startswith(plain) and "!" not in listing[2]
+    assert listing[-1] == f"needs a human (steer show SESSION says why, with the evidence): {stuck}"
+
+    rows = [json.loads(line) for line in ok(steerd, "ls", "--json").splitlines()]
+    evidence = next(r for r in rows if r["spec"]["id"] == stuck)["agents"][0]["checks"]
+    assert evidence["passed"] is False and evidence["attempt"] == 2
+    assert evidence["runs"][0]["exit_code"] == 3
+    assert evidence["runs"][0]["output_tail"] == "FAILED in 0.01s\n"
+
+    shown = ok(steerd, "show", stuck)
+    assert f"{stuck}/root  needs_human" in shown
+    assert "needs a human: the checks failed the same way twice in a row" in shown
+    assert "checks failed (attempt 2, " in shown and "    | FAILED in 0.01s" in shown
