@@ -32,6 +32,7 @@ from typing import Literal
 
 from pydantic import JsonValue
 
+from daemon import findings
 from daemon.agent_state import (
     AgentConfig,
     AgentState,
@@ -193,6 +194,7 @@ class AgentCore:
             error=state.error,
             approvals=self.pending_approvals(),
             checks=state.checks,
+            rule_violations=dict(state.rule_violations),
         )
 
     def report(self) -> str:
@@ -630,12 +632,14 @@ class AgentCore:
         if self.state.status == "vetoed":
             return step
         content: list[JsonValue] = []
+        tampered, broken = 0, []
         for call in batch:
             result = by_id.get(call.id) or ToolResult(call, TOOL_STOPPED, True)
+            text = result.content + findings.result_note(result.findings)
             block: dict[str, JsonValue] = {
                 "type": "tool_result",
                 "tool_use_id": call.id,
-                "content": result.content,
+                "content": text,
             }
             if result.is_error:
                 block["is_error"] = True
@@ -646,10 +650,33 @@ class AgentCore:
                     call_id=call.id,
                     name=call.name,
                     is_error=result.is_error,
-                    output=result.content[:TOOL_PREVIEW_CHARS],
+                    output=text[:TOOL_PREVIEW_CHARS],
                 )
             )
-        nudges = self._take_pending(queue_too=False)
+            step.events.extend(findings.events(self.config.agent, call.id, result.findings))
+            tampered += findings.tampered(result.findings)
+            broken += findings.broken_rules(result.findings)
+        # Rules broken go back to the agent at this boundary, right after the results.
+        for rule in broken:
+            counts = self.state.rule_violations
+            counts[rule.nudge_id] = counts.get(rule.nudge_id, 0) + 1
+        redo = findings.rule_nudges(
+            self.config.session,
+            None if self.config.parent is None else self.config.agent,
+            f"{self.config.agent}-{self.state.requests}",
+            broken,
+        )
+        for nudge in redo:
+            step.events.append(NudgeReceived(agent=self.config.agent, nudge=nudge))
+        self.state.tamper_attempts += tampered
+        if tampered and self.state.tamper_attempts >= findings.MAX_TAMPER_ATTEMPTS:
+            # Stop for the operator at this boundary; what was to be said waits for resume.
+            self._append({"role": "user", "content": content})
+            self.pending.extend(redo)
+            self._changes.added.update((n.nudge_id, n) for n in redo)
+            self._set_status(step, "needs_human", findings.TAMPER_REASON)
+            return step
+        nudges = redo + self._take_pending(queue_too=False)
         if nudges and not self.config.system_messages:
             # Fallback path: the notes ride in this very user turn, after the results.
             content.extend({"type": "text", "text": user_note(n)} for n in nudges)

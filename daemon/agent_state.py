@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -57,6 +58,8 @@ class AgentConfig(BaseModel):
     checks: list[str] = Field(default_factory=list)
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     check_timeout_s: int = DEFAULT_CHECK_TIMEOUT_S
+    #: Files no tool may change (globs relative to the workdir; `daemon.guards`).
+    protect: list[str] = Field(default_factory=list)
 
 
 class InFlightNudge(BaseModel):
@@ -111,6 +114,10 @@ class AgentState(BaseModel):
     check_attempts: int = 0
     #: The last round of checks: the evidence of `done`, or of the failure.
     checks: CheckReport | None = None
+    #: Attempts to change protected files (refused or undone); the second stops it.
+    tamper_attempts: int = 0
+    #: Violations of the session's rules, by the rule's nudge id.
+    rule_violations: dict[str, int] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +137,39 @@ class ToolCall:
 
 
 @dataclass(frozen=True, slots=True)
+class ProtectedTouched:
+    """A tool call went for a protected file: refused (write_file/edit_file), or its
+    change undone (`restored`) or not (`reason` says why)."""
+
+    path: str
+    change: Literal["refused", "changed", "deleted", "created"]
+    restored: bool = False
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleBroken:
+    """A file the call wrote breaks a rule; `vetoed`: the write was refused instead."""
+
+    nudge_id: str
+    text: str
+    path: str
+    lines: tuple[str, ...]
+    vetoed: bool = False
+    #: When it was found (Unix time): the re-delivered rule's `sent_at`.
+    at: float = 0.0
+
+
+#: What the guards found about one tool call (`daemon.guards`).
+Finding = ProtectedTouched | RuleBroken
+
+
+@dataclass(frozen=True, slots=True)
 class ToolResult:
     call: ToolCall
     content: str
     is_error: bool
+    findings: tuple[Finding, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from daemon.agent_core import AgentCore
 from daemon.agent_state import ROOT, Message
 from daemon.errors import UnknownAgent, UnknownSession
+from daemon.guards import rule_summaries
 from daemon.store import CorruptRecord, Store
 from protocol.sessions import SessionSummary
 
@@ -64,6 +65,7 @@ class Directory:
             status=root.status if root else "done",
             agents=agents,
             last_seq=await self._store.last_seq(sid),
+            rules=rule_summaries(await self._store.load_standing(sid), agents),
         )
 
     async def summaries(self) -> list[SessionSummary]:

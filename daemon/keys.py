@@ -88,6 +88,11 @@ class Keys:
         """List: the session's standing nudges (`--all`) as JSON, for agents yet to come."""
         return f"{self.prefix}:{{{sid}}}:standing"
 
+    def protected(self, sid: str) -> str:
+        """Hash: path -> ProtectedFile JSON, the session's protected files as created
+        (written once, with the spec): what the daemon restores them from."""
+        return f"{self.prefix}:{{{sid}}}:protected"
+
     def agents(self, sid: str) -> str:
         """Hash: agent id -> AgentConfig as JSON (fixed for the agent's life)."""
         return f"{self.prefix}:{{{sid}}}:agents"

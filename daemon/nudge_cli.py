@@ -63,6 +63,7 @@ return {1, 1, type(parent) == 'string' and 1 or 0, type(status) == 'string' and 
 HELP = f"""\
 usage: nudge SESSION[/AGENT] TEXT [--redirect | --queue] [--all] [--wait]
              [--timeout SECONDS] [--author NAME]
+             [--rule regex:PATTERN | --rule-cmd CMD] [--rule-veto]
 
 Send a correction to a running steer session. It is applied at the agent's next
 boundary as an operator instruction, and it is kept until then, even while the daemon
@@ -80,6 +81,13 @@ is down. Prints the nudge id.
                      (with --all: the first agent that answered)
   --timeout SECONDS  how long --wait waits (default {DEFAULT_TIMEOUT_S:g})
   --author NAME      who sends it (default: $USER)
+  --rule regex:PATTERN
+                     a standing rule (implies --all): every file an agent writes
+                     is checked, and a line matching PATTERN (RE2 syntax) sends
+                     the rule back to it with the offending lines
+  --rule-cmd CMD     a standing rule checked by a shell command: CMD FILE runs for
+                     every file an agent writes; a non-zero exit breaks the rule
+  --rule-veto        refuse a write_file/edit_file that would break the rule
 
 Redis: $STEER_REDIS_URL, else the embedded one `steer daemon` started
 ($STEER_HOME/redis.url); key prefix $STEER_KEY_PREFIX (default "steer").
@@ -111,6 +119,9 @@ class Args:
         self.wait = False
         self.timeout: str | None = None
         self.author: str | None = None
+        self.rule_regex: str | None = None
+        self.rule_cmd: str | None = None
+        self.rule_veto = False
         self.help = False
         self.version = False
 
@@ -140,14 +151,22 @@ def parse_args(argv: list[str]) -> Args:
             args.standing = True
         elif arg == "--wait":
             args.wait = True
-        elif (name := arg.partition("=")[0]) in ("--timeout", "--author"):
+        elif arg == "--rule-veto":
+            args.rule_veto = True
+        elif (name := arg.partition("=")[0]) in ("--timeout", "--author", "--rule", "--rule-cmd"):
             value = arg[len(name) + 1 :] if "=" in arg else next(rest, None)
             if value is None:
                 raise Fail(f"{name} needs a value (see nudge --help)")
             if name == "--timeout":
                 args.timeout = value
-            else:
+            elif name == "--author":
                 args.author = value
+            elif name == "--rule-cmd":
+                args.rule_cmd = value
+            elif value.startswith("regex:"):
+                args.rule_regex = value.removeprefix("regex:")
+            else:
+                raise Fail(f"--rule takes regex:PATTERN, not {value[:40]!r} (see nudge --help)")
         else:
             raise Fail(f"unknown option {arg!r} (put -- before a text that starts with -)")
     if len(positional) != 2:
@@ -157,6 +176,13 @@ def parse_args(argv: list[str]) -> Args:
     args.target, args.text = positional
     if args.standing and "/" in args.target:
         raise Fail("--all addresses every agent of a session: give SESSION, not SESSION/AGENT")
+    if args.rule_regex is not None or args.rule_cmd is not None:
+        if "/" in args.target:
+            raise Fail("a rule holds for every agent of a session: give SESSION, not SESSION/AGENT")
+        args.standing = True
+    problem = wire.rule_problem(args.rule_regex, args.rule_cmd, args.rule_veto, args.standing)
+    if problem:
+        raise Fail(problem, EXIT_REFUSED)
     return args
 
 
@@ -200,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
                 author=author,
                 sent_at=time.time(),
                 standing=args.standing,
+                rule_regex=args.rule_regex,
+                rule_cmd=args.rule_cmd,
+                rule_veto=args.rule_veto,
             )
             try:  # the daemon's own check: never write an entry it would refuse
                 wire.decode_nudge_fields(fields)

@@ -127,6 +127,21 @@ def approvals(agents: Sequence[AgentSummary]) -> str:
     )
 
 
+def guard_lines(session: SessionSummary) -> list[str]:
+    """The session's protected files, and its rules with their violation counts."""
+    lines = []
+    if session.spec.protect:
+        lines.append("protected: " + _cut(" ".join(session.spec.protect)))
+    if session.rules:
+        lines.append("rules:")
+    for rule in session.rules:
+        check = f"regex {rule.regex}" if rule.regex is not None else f"cmd {rule.cmd}"
+        veto = ", veto" if rule.veto else ""
+        times = f"{rule.violations} violation{'' if rule.violations == 1 else 's'}"
+        lines.append(f"  {rule.nudge_id} ({check}{veto}): {_cut(rule.text)}: {times}")
+    return lines
+
+
 def agent_header(session: SessionSummary, agent: AgentSummary, *, reason: str | None = None) -> str:
     """What `steer show` prints above a conversation: the agent's state (and `reason`,
     why it needs a human), its error, its checks and their last evidence, its subagents
@@ -155,6 +170,7 @@ def agent_header(session: SessionSummary, agent: AgentSummary, *, reason: str | 
         )
         if agent.checks is None:
             lines.extend([*(f"  $ {command}" for command in spec.checks), "  not run yet"])
+    lines.extend(guard_lines(session))
     lines = [visible(line) for line in lines]
     if agent.checks is not None:
         done = agent.status == "done" and agent.checks.passed

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from daemon.agent_core import SPAWN_TOOL, AgentCore
 from daemon.agent_state import (
     CallModel,
+    Finding,
     Interrupt,
     ModelReply,
     RunChecks,
@@ -33,6 +34,7 @@ from daemon.aio import raise_if_cancelled
 from daemon.checks import run_checks
 from daemon.errors import CommandError
 from daemon.fenced import FenceError
+from daemon.guards import Guard
 from daemon.model_client import ModelCallError, ModelClient
 from daemon.store import Store
 from daemon.tools import ToolOutcome, Workspace, run_tool
@@ -94,6 +96,7 @@ class AgentRunner:
         store: Store,
         spawner: Spawner,
         sandbox: Sandbox | None = None,
+        guard: Guard | None = None,
         on_frames: FrameSink | None = None,
         on_delta: DeltaSink | None = None,
         on_fenced: Callable[[str], None] | None = None,
@@ -103,7 +106,8 @@ class AgentRunner:
         self._model = model
         self._store = store
         self._spawner = spawner
-        self._workspace = Workspace(core.config.workdir, sandbox)
+        self._guard = guard
+        self._workspace = Workspace(core.config.workdir, sandbox, guard=guard)
         self._on_frames = on_frames
         self._on_delta = on_delta
         self._on_fenced = on_fenced
@@ -295,10 +299,25 @@ class AgentRunner:
                     outcome = await self._spawner(self.core, call)
                 except (RedisError, OSError) as exc:
                     outcome = ToolOutcome(f"{SPAWN_TOOL} failed: {exc!r}", True)
+                found: tuple[Finding, ...] = ()
             else:
-                outcome = await run_tool(self._workspace, call.name, call.input)
-            self._finished_tools.append(ToolResult(call, outcome.content, outcome.is_error))
+                outcome, found = await self._run_guarded(call)
+            self._finished_tools.append(ToolResult(call, outcome.content, outcome.is_error, found))
         return list(self._finished_tools)
+
+    async def _run_guarded(self, call: ToolCall) -> tuple[ToolOutcome, tuple[Finding, ...]]:
+        """Run a tool inside the guard: protected files are put back after it (even when
+        it is cut short), and what it wrote is checked against the session's rules."""
+        guard, workspace = self._guard, self._workspace
+        if guard is None:
+            return await run_tool(workspace, call.name, call.input), ()
+        before = await guard.before(workspace, call)
+        try:
+            outcome = await run_tool(workspace, call.name, call.input)
+        except BaseException:
+            await asyncio.shield(guard.undo(workspace, before))
+            raise
+        return outcome, await guard.after(workspace, call, before, ok=not outcome.is_error)
 
 
 class AgentLog(logging.LoggerAdapter[logging.Logger]):

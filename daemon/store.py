@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from pydantic import JsonValue, ValidationError
 from daemon.agent_state import AgentConfig, AgentState, Message, NudgeChanges
 from daemon.errors import CommandError
 from daemon.fenced import CLAIM, READ_NUDGES, RELEASE, RENEW, Batch, NotOwner
+from daemon.guards import ProtectedFile
 from daemon.keys import NUDGE_GROUP, Keys
 from daemon.redis_clients import subscriber, undecoded
 from protocol.envelope import Frame
@@ -187,8 +188,11 @@ class Store:
         *,
         daemon_id: str,
         ttl_ms: int,
+        protected: Mapping[str, ProtectedFile] | None = None,
     ) -> list[Frame] | None:
         """Create a session owned by this daemon; None if its id was ever used.
+
+        `protected` is the copy of its protected files, written with the spec, once.
 
         Raises NameTaken if another session has its name: names are reserved with
         HSETNX, so of two daemons creating the same name at once only one gets it."""
@@ -205,6 +209,10 @@ class Store:
             batch = self._batch(sid)
             batch.set(self.keys.spec(sid), spec.model_dump_json())
             batch.hset(self.keys.agents(sid), {root.agent: root.model_dump_json()})
+            batch.hset(
+                self.keys.protected(sid),
+                {path: kept.model_dump_json() for path, kept in (protected or {}).items()},
+            )
             frames = await self._write(sid, batch, events)
         await self.redis.hset(self.keys.sessions, sid, spec.name)
         return frames
@@ -229,6 +237,12 @@ class Store:
         key = self.keys.spec(sid)
         raw = await self.redis.get(key)
         return _parse(key, raw, SessionSpec.model_validate_json) if raw else None
+
+    async def load_protected(self, sid: str) -> dict[str, ProtectedFile]:
+        """The session's copy of its protected files, by path."""
+        key = self.keys.protected(sid)
+        raw: dict[str, str] = await self.redis.hgetall(key)
+        return {p: _parse(key, v, ProtectedFile.model_validate_json) for p, v in raw.items()}
 
     async def load_agents(self, sid: str) -> list[StoredAgent]:
         k = self.keys

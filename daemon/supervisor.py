@@ -21,7 +21,8 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from redis.exceptions import ResponseError
@@ -31,6 +32,7 @@ from daemon.agent_state import ROOT, AgentConfig, AgentState, Step, ToolCall
 from daemon.catalog import model_info
 from daemon.directory import Directory, match_session
 from daemon.errors import CommandError, UnknownAgent
+from daemon.guards import Globs, Guard, ProtectedFile, capture, default_protect, rule_summaries
 from daemon.intake import NudgeIntake
 from daemon.model_client import ModelClient
 from daemon.ownership import LEASE_TTL_MS, Ownership
@@ -100,6 +102,8 @@ class Supervisor:
         self._slots: dict[str, SlotPool] = {}
         #: Each session's standing nudges, for the agents it has and will have.
         self._standing: dict[str, list[Nudge]] = {}
+        #: Each session's copy of its protected files, as it was created.
+        self._protected: dict[str, dict[str, ProtectedFile]] = {}
         #: Tasks of each session (its agents and slots), cancelled when it is lost.
         self._session_tasks: dict[str, set[asyncio.Task[None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -141,6 +145,9 @@ class Supervisor:
         names = await self.store.session_names()
         sid = _new_id(names)
         model = request.model or self._default_model
+        # Ground truth no agent may change: by default, the files the checks name.
+        protect = request.protect or default_protect(request.checks, request.workdir)
+        protected = await asyncio.to_thread(capture, Path(request.workdir), Globs.of(protect))
         spec = SessionSpec(
             id=sid,
             name=request.name or _default_name(request.task, set(names.values())),
@@ -153,7 +160,7 @@ class Supervisor:
             checks=request.checks,
             max_attempts=request.max_attempts,
             check_timeout_s=request.check_timeout_s,
-            protect=request.protect,
+            protect=protect,
             review_rounds=request.review_rounds,
         )
         root = AgentConfig(
@@ -169,6 +176,7 @@ class Supervisor:
             checks=spec.checks,
             max_attempts=spec.max_attempts,
             check_timeout_s=spec.check_timeout_s,
+            protect=spec.protect,
         )
         try:
             frames = await self.store.create_session(
@@ -177,6 +185,7 @@ class Supervisor:
                 [SessionCreated(agent=ROOT, spec=spec), _started(root)],
                 daemon_id=self.daemon_id,
                 ttl_ms=self.ownership.ttl_ms,
+                protected=protected,
             )
         except NameTaken:
             if request.name:
@@ -185,7 +194,7 @@ class Supervisor:
         if frames is None:  # the id was taken meanwhile: 1 in 16 million, try another
             return await self.create_session(request)
         self._publish(frames)
-        self._open(spec)
+        self._open(spec, protected=protected)
         self._launch(AgentCore(root))
         self.intake.open(sid)
         await self.relay.open(sid)
@@ -218,6 +227,7 @@ class Supervisor:
             status=root.status if root else "done",
             agents=agents,
             last_seq=self.store.known_seq(sid),
+            rules=rule_summaries(self._standing.get(sid, []), agents),
         )
 
     def core(self, sid: str, agent: str = ROOT) -> AgentCore:
@@ -243,7 +253,10 @@ class Supervisor:
             text=body.text,
             author=body.author,
             sent_at=time.time(),
-            standing=body.standing,
+            standing=body.standing or body.rule_regex is not None or body.rule_cmd is not None,
+            rule_regex=body.rule_regex,
+            rule_cmd=body.rule_cmd,
+            rule_veto=body.rule_veto,
         )
         await self.store.send_nudge(nudge.to_fields())
         return nudge
@@ -363,6 +376,7 @@ class Supervisor:
             checks=[task.check] if task.check else spec.checks,
             max_attempts=spec.max_attempts,
             check_timeout_s=spec.check_timeout_s,
+            protect=spec.protect,
         )
         state = AgentState(status="queued")
         runner = self._launch(AgentCore(config, state), hold_slot=False)  # reserves the id
@@ -406,6 +420,7 @@ class Supervisor:
                 log.warning("session.missing sid=%s: listed but never written", sid)
                 return
             standing = await self.store.load_standing(sid)
+            protected = await self.store.load_protected(sid)
             await self.store.load_seq(sid)
             agents = await self.store.load_agents(sid)
         except (CorruptRecord, ResponseError, UnicodeDecodeError) as exc:
@@ -414,7 +429,7 @@ class Supervisor:
             # that are not UTF-8, which the client refuses to decode, the session.
             log.error("session.unreadable sid=%s error=%s", sid, exc)
             return
-        self._open(spec, standing)
+        self._open(spec, standing, protected)
         for stored in agents:
             core = AgentCore(
                 stored.config,
@@ -437,10 +452,17 @@ class Supervisor:
         self._runners.pop(sid, None)
         self._slots.pop(sid, None)
         self._standing.pop(sid, None)
+        self._protected.pop(sid, None)
         self.store.forget(sid)
 
-    def _open(self, spec: SessionSpec, standing: Sequence[Nudge] = ()) -> None:
+    def _open(
+        self,
+        spec: SessionSpec,
+        standing: Sequence[Nudge] = (),
+        protected: Mapping[str, ProtectedFile] | None = None,
+    ) -> None:
         self._specs[spec.id] = spec
+        self._protected[spec.id] = dict(protected or {})
         self._runners.setdefault(spec.id, {})
         self._slots[spec.id] = SlotPool(spec.max_parallel_subagents)
         self._standing[spec.id] = list(standing)
@@ -454,12 +476,19 @@ class Supervisor:
 
     def _launch(self, core: AgentCore, *, hold_slot: bool = True) -> AgentRunner:
         subagent = core.config.parent is not None
+        sid = core.config.session
+        guard = Guard(
+            core.config.protect,
+            self._protected.get(sid, {}),
+            rules=lambda: self._standing.get(sid, []),
+        )
         runner = AgentRunner(
             core,
             model=self._model,
             store=self.store,
             spawner=self.spawn,
             sandbox=self._sandbox,
+            guard=guard,
             on_frames=self._on_frames,
             on_delta=self._on_delta,
             on_fenced=self._fenced,

@@ -193,6 +193,45 @@ class ChecksFinished(_Event):
     reason: str | None = None
 
 
+class ProtectedRefused(_Event):
+    """A write_file or edit_file of a protected file was refused (`SessionSpec.protect`)."""
+
+    type: Literal["protect.refused"] = "protect.refused"
+    call_id: str
+    path: str
+
+
+#: What a tool call did to a protected file: changed it, deleted it, or created it
+#: where the protect globs hold none.
+ProtectedChange = Literal["changed", "deleted", "created"]
+
+
+class ProtectedRestored(_Event):
+    """A tool call (run_command) changed a protected file; the daemon put back its copy
+    from the session's creation (`restored` false: it could not, the reason says why)."""
+
+    type: Literal["protect.restored"] = "protect.restored"
+    call_id: str
+    path: str
+    change: ProtectedChange
+    restored: bool = True
+    reason: str | None = None
+
+
+class RuleViolated(_Event):
+    """A file an agent wrote breaks a rule (a standing nudge with `rule_regex` or
+    `rule_cmd`): the rule goes back to the agent with the offending lines, or with
+    `vetoed`, the write_file/edit_file was refused."""
+
+    type: Literal["rule.violated"] = "rule.violated"
+    call_id: str
+    nudge_id: str
+    path: str
+    #: The offending lines (`N: text`), or the tail of the rule command's output.
+    lines: list[str]
+    vetoed: bool = False
+
+
 Event = Annotated[
     SessionCreated
     | AgentStarted
@@ -211,6 +250,9 @@ Event = Annotated[
     | NudgeRejected
     | AgentFailed
     | ChecksStarted
-    | ChecksFinished,
+    | ChecksFinished
+    | ProtectedRefused
+    | ProtectedRestored
+    | RuleViolated,
     Field(discriminator="type"),
 ]

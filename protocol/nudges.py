@@ -64,6 +64,10 @@ Author = Annotated[
     Field(json_schema_extra={"minLength": 1, "maxLength": MAX_AUTHOR_CHARS, "pattern": r"\S"}),
 ]
 NudgeId = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+#: A rule's RE2 pattern or shell command (`wire.rule_problem` checks the rest).
+RuleText = Annotated[
+    str, Field(min_length=1, max_length=wire.MAX_RULE_CHARS, pattern=r"^[^\x00]*\S[^\x00]*$")
+]
 
 
 class Nudge(BaseModel):
@@ -80,12 +84,26 @@ class Nudge(BaseModel):
     sent_at: float = Field(ge=0)
     #: For every agent of the session, including subagents spawned later (`--all`).
     standing: bool = False
+    #: A rule: every file an agent writes is checked against this RE2 pattern (a line
+    #: that matches violates it)...
+    rule_regex: RuleText | None = None
+    #: ...or by this shell command, given the file's path (a non-zero exit violates it).
+    rule_cmd: RuleText | None = None
+    #: A write_file/edit_file that would violate the rule is refused, not re-delivered.
+    rule_veto: bool = False
 
     @model_validator(mode="after")
     def _standing_has_no_agent(self) -> Nudge:
         if self.standing and self.agent is not None:
             raise ValueError(wire.STANDING_HAS_NO_AGENT)
+        problem = wire.rule_problem(self.rule_regex, self.rule_cmd, self.rule_veto, self.standing)
+        if problem:
+            raise ValueError(problem)
         return self
+
+    @property
+    def is_rule(self) -> bool:
+        return self.rule_regex is not None or self.rule_cmd is not None
 
     @property
     def target(self) -> str:
@@ -103,6 +121,9 @@ class Nudge(BaseModel):
             author=self.author,
             sent_at=self.sent_at,
             standing=self.standing,
+            rule_regex=self.rule_regex,
+            rule_cmd=self.rule_cmd,
+            rule_veto=self.rule_veto,
         )
 
     @classmethod
@@ -116,10 +137,42 @@ class Nudge(BaseModel):
             raise InvalidEntry(reason or "invalid nudge") from None
 
 
-#: JSON Schema for "a standing nudge names no agent" (the validator below says it too).
+#: JSON Schema for "a standing nudge names no agent", "a rule names no agent" and "a
+#: rule is a regex or a command, not both" (the validator below says them too).
 _STANDING_HAS_NO_AGENT: JsonDict = {
-    "if": {"properties": {"standing": {"const": True}}, "required": ["standing"]},
-    "then": {"properties": {"agent": {"type": "null"}}},
+    "allOf": [
+        {
+            "if": {"properties": {"standing": {"const": True}}, "required": ["standing"]},
+            "then": {"properties": {"agent": {"type": "null"}}},
+        },
+        {
+            "if": {
+                "anyOf": [
+                    {"properties": {"rule_regex": {"type": "string"}}, "required": ["rule_regex"]},
+                    {"properties": {"rule_cmd": {"type": "string"}}, "required": ["rule_cmd"]},
+                ]
+            },
+            "then": {"properties": {"agent": {"type": "null"}}},
+        },
+        {
+            "not": {
+                "properties": {
+                    "rule_regex": {"type": "string"},
+                    "rule_cmd": {"type": "string"},
+                },
+                "required": ["rule_regex", "rule_cmd"],
+            }
+        },
+        {
+            "if": {"properties": {"rule_veto": {"const": True}}, "required": ["rule_veto"]},
+            "then": {
+                "anyOf": [
+                    {"properties": {"rule_regex": {"type": "string"}}, "required": ["rule_regex"]},
+                    {"properties": {"rule_cmd": {"type": "string"}}, "required": ["rule_cmd"]},
+                ]
+            },
+        },
+    ]
 }
 
 
@@ -136,9 +189,17 @@ class SendNudge(BaseModel):
     nudge_id: NudgeId | None = None
     #: Every agent of the session, including subagents spawned later.
     standing: bool = False
+    #: A rule (implies `standing`): see `Nudge.rule_regex`, `rule_cmd` and `rule_veto`.
+    rule_regex: RuleText | None = None
+    rule_cmd: RuleText | None = None
+    rule_veto: bool = False
 
     @model_validator(mode="after")
     def _standing_has_no_agent(self) -> SendNudge:
-        if self.standing and self.agent is not None:
+        rule = self.rule_regex is not None or self.rule_cmd is not None
+        if (self.standing or rule) and self.agent is not None:
             raise ValueError(wire.STANDING_HAS_NO_AGENT)
+        problem = wire.rule_problem(self.rule_regex, self.rule_cmd, self.rule_veto, True)
+        if problem:
+            raise ValueError(problem)
         return self

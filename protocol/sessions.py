@@ -197,6 +197,22 @@ class AgentSummary(BaseModel):
     approvals: list[PendingApproval] = Field(default_factory=list)
     #: The last round of its acceptance checks: the evidence of a `done`, or of a refusal.
     checks: CheckReport | None = None
+    #: Violations of the session's rules by this agent, by the rule's nudge id.
+    rule_violations: dict[str, int] = Field(default_factory=dict)
+
+
+class RuleSummary(BaseModel):
+    """A rule of the session (a standing nudge with a regex or a command to check every
+    written file against), and how often its agents broke it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nudge_id: str
+    text: str
+    regex: str | None = None
+    cmd: str | None = None
+    veto: bool = False
+    violations: int = 0
 
 
 class SessionSummary(BaseModel):
@@ -211,6 +227,8 @@ class SessionSummary(BaseModel):
     #: Set while the daemon cannot reach Redis: when it lost it (unix time). The figures
     #: are as of then, since agents record no progress until Redis is back.
     stale_since: float | None = None
+    #: The session's rules (`nudge --rule`), oldest first, with their violation counts.
+    rules: list[RuleSummary] = Field(default_factory=list)
 
     @property
     def requests(self) -> int:

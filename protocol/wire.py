@@ -46,7 +46,10 @@ DEFAULT_AUTHOR = "operator"
 REQUIRED_FIELDS = ("nudge_id", "session", "text", "sent_at")
 #: The fields an entry may leave out: `agent` absent or "" addresses the root agent;
 #: `standing` is "1" for a standing nudge (`nudge --all`), absent or "0" otherwise.
-OPTIONAL_FIELDS = ("agent", "mode", "author", "standing")
+#: A rule (a standing nudge the daemon also checks every written file against) has
+#: one of `rule_regex` (an RE2 pattern) or `rule_cmd` (a shell command given the
+#: file's path), and `rule_veto` "1" when a violating write_file/edit_file is refused.
+OPTIONAL_FIELDS = ("agent", "mode", "author", "standing", "rule_regex", "rule_cmd", "rule_veto")
 MAX_FIELDS = len(REQUIRED_FIELDS) + len(OPTIONAL_FIELDS)
 _FIELDS = frozenset(REQUIRED_FIELDS + OPTIONAL_FIELDS)
 #: What `repr(float)` writes for a finite number; `float()` alone would also take
@@ -65,6 +68,11 @@ NAME_RULE = (
 )
 
 STANDING_HAS_NO_AGENT = "a standing nudge addresses a whole session, not one agent"
+#: A rule's pattern or command, in characters.
+MAX_RULE_CHARS = 1_024
+RULE_IS_STANDING = "a rule is a standing nudge: it holds for every agent of the session"
+ONE_RULE = "a rule is a regex or a command, not both"
+VETO_NEEDS_RULE = "rule_veto applies to a rule (rule_regex or rule_cmd)"
 
 
 class InvalidEntry(ValueError):
@@ -139,6 +147,39 @@ def mode_problem(mode: str) -> str | None:
     return None
 
 
+def rule_problem(regex: str | None, cmd: str | None, veto: bool, standing: bool) -> str | None:
+    """A rule's fields: one of a pattern RE2 compiles or a command, on a standing nudge.
+
+    RE2 is imported here, on first use, not with the module: the `nudge` command pays
+    for it only when it sends a rule."""
+    if regex is not None and cmd is not None:
+        return ONE_RULE
+    rule = regex if regex is not None else cmd
+    if rule is None:
+        return VETO_NEEDS_RULE if veto else None
+    what = "rule regex" if regex is not None else "rule command"
+    if _blank(rule):
+        return f"the {what} is empty"
+    if len(rule) > MAX_RULE_CHARS:
+        return f"the {what} is over {MAX_RULE_CHARS} characters"
+    if _utf8_size(rule) is None or "\x00" in rule:
+        return f"the {what} is not valid text"
+    if not standing:
+        return RULE_IS_STANDING
+    if regex is not None:
+        import re2
+
+        options = re2.Options()
+        options.log_errors = False
+        try:
+            re2.compile(regex, options)
+        except Exception as exc:  # re2.error, or whatever the binding raises on odd input
+            why = exc.args[0] if exc.args else exc
+            why = why.decode(errors="replace") if isinstance(why, bytes) else str(why)
+            return f"the rule regex does not compile (RE2 syntax: no lookaround): {why}"
+    return None
+
+
 def sent_at_problem(sent_at: float) -> str | None:
     """A finite, non-negative Unix time: JSON has no infinity or NaN to store."""
     if not 0 <= sent_at < _INFINITY:  # NaN compares false: refused too
@@ -156,6 +197,9 @@ def nudge_fields(
     author: str,
     sent_at: float,
     standing: bool,
+    rule_regex: str | None = None,
+    rule_cmd: str | None = None,
+    rule_veto: bool = False,
 ) -> dict[str, str]:
     """The stream entry of a nudge (unchecked: `decode_nudge_fields` checks it)."""
     fields = {
@@ -169,6 +213,12 @@ def nudge_fields(
     }
     if standing:
         fields["standing"] = "1"
+    if rule_regex is not None:
+        fields["rule_regex"] = rule_regex
+    if rule_cmd is not None:
+        fields["rule_cmd"] = rule_cmd
+    if rule_veto:
+        fields["rule_veto"] = "1"
     return fields
 
 
@@ -196,6 +246,7 @@ def decode_nudge_fields(raw: RawFields) -> dict[str, object]:
     mode = fields.get("mode", DEFAULT_MODE)
     author = fields.get("author", DEFAULT_AUTHOR)
     standing = fields.get("standing", "0")
+    rule_veto = fields.get("rule_veto", "0")
     problem = (
         id_problem("nudge_id", fields["nudge_id"])
         or id_problem("session", fields["session"])
@@ -205,10 +256,17 @@ def decode_nudge_fields(raw: RawFields) -> dict[str, object]:
         or author_problem(author)
         or (None if standing in ("0", "1") else f"standing is {_shown(standing)}, not 1 or 0")
         or (STANDING_HAS_NO_AGENT if standing == "1" and agent else None)
+        or (None if rule_veto in ("0", "1") else f"rule_veto is {_shown(rule_veto)}, not 1 or 0")
+        or rule_problem(
+            fields.get("rule_regex"), fields.get("rule_cmd"), rule_veto == "1", standing == "1"
+        )
     )
     if problem:
         raise InvalidEntry(problem)
-    return {
+    rule: dict[str, object] = {n: fields[n] for n in ("rule_regex", "rule_cmd") if n in fields}
+    if rule and rule_veto == "1":
+        rule["rule_veto"] = True
+    return rule | {
         "nudge_id": fields["nudge_id"],
         "session": fields["session"],
         "agent": agent or None,

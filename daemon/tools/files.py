@@ -7,6 +7,7 @@ worker thread so the event loop stays free.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -57,6 +58,7 @@ class WriteFile(ToolInput):
     content: str = Field(description="The complete new content of the file.")
 
     async def run(self, workspace: Workspace) -> str:
+        await workspace.check_write(workspace.resolve(self.path), self.content.encode())
         return await asyncio.to_thread(write_file, workspace, self.path, self.content)
 
 
@@ -78,9 +80,13 @@ class EditFile(ToolInput):
     )
 
     async def run(self, workspace: Workspace) -> str:
-        return await asyncio.to_thread(
-            edit_file, workspace, self.path, self.old, self.new, self.replace_all
+        target = workspace.resolve(self.path)
+        await workspace.check_write(target)  # a protected file: refused before anything else
+        edit = await asyncio.to_thread(
+            plan_edit, workspace, self.path, self.old, self.new, self.replace_all
         )
+        await workspace.check_write(target, edit.data)
+        return await asyncio.to_thread(apply_edit, edit)
 
 
 def read_file(workspace: Workspace, path: str, offset: int = 1, limit: int | None = None) -> str:
@@ -140,7 +146,27 @@ def write_file(workspace: Workspace, path: str, content: str) -> str:
     return f"{'overwrote' if existed else 'created'} {path} ({len(data)} bytes written)"
 
 
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """An edit worked out and not yet written: the file's new bytes."""
+
+    path: str
+    target: Path
+    data: bytes
+    replaced: int
+
+
 def edit_file(workspace: Workspace, path: str, old: str, new: str, replace_all: bool) -> str:
+    return apply_edit(plan_edit(workspace, path, old, new, replace_all))
+
+
+def apply_edit(edit: Edit) -> str:
+    with open_regular(edit.target, "wb") as f:
+        f.write(edit.data)
+    return f"replaced {edit.replaced} occurrence{'' if edit.replaced == 1 else 's'} in {edit.path}"
+
+
+def plan_edit(workspace: Workspace, path: str, old: str, new: str, replace_all: bool) -> Edit:
     if old == new:
         raise ToolError("old and new are identical; there is nothing to change")
     target = _existing_file(workspace, path)
@@ -170,9 +196,7 @@ def edit_file(workspace: Workspace, path: str, old: str, new: str, replace_all: 
             " it unique, or set replace_all to replace every occurrence"
         )
     replaced = count if replace_all else 1
-    with open_regular(target, "wb") as f:
-        f.write(text.replace(old, new, replaced).encode())
-    return f"replaced {replaced} occurrence{'' if replaced == 1 else 's'} in {path}"
+    return Edit(path, target, text.replace(old, new, replaced).encode(), replaced)
 
 
 def _existing_file(workspace: Workspace, path: str) -> Path:

@@ -10,26 +10,51 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Protocol
 
 from daemon.tools.errors import ToolError
 from daemon.tools.sandbox import Sandbox
+
+
+class WriteVeto(Protocol):
+    """Decides whether write_file/edit_file may write (`daemon.guards.Guard`)."""
+
+    async def veto_write(self, workspace: Workspace, path: str, data: bytes | None) -> str | None:
+        """Why `data` may not be written to `path` (relative), or None; `data` None:
+        the content is not known yet, only the path is asked about."""
+        ...
 
 
 class Workspace:
     """A session's working directory, resolved once at construction.
 
     `sandbox` confines `run_command` there; with None, commands run unconfined.
+    `guard` may refuse the file tools' writes (protected files, rules with a veto).
     """
 
-    __slots__ = ("root", "sandbox")
+    __slots__ = ("guard", "root", "sandbox")
 
-    def __init__(self, root: str | os.PathLike[str], sandbox: Sandbox | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        sandbox: Sandbox | None = None,
+        *,
+        guard: WriteVeto | None = None,
+    ) -> None:
         resolved = Path(root).resolve()
         if not resolved.is_dir():
             # The caller's mistake, not the model's: a session needs an existing directory.
             raise NotADirectoryError(f"workspace root is not a directory: {root}")
         self.root = resolved
         self.sandbox = sandbox
+        self.guard = guard
+
+    async def check_write(self, target: Path, data: bytes | None = None) -> None:
+        """Raise ToolError if the guard refuses writing `data` to `target` (resolved)."""
+        if self.guard is not None:
+            reason = await self.guard.veto_write(self, self.relative(target), data)
+            if reason is not None:
+                raise ToolError(reason)
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"

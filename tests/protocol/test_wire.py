@@ -104,7 +104,7 @@ BAD: list[tuple[str, dict[Any, Any], str]] = [
     (
         "too many fields",
         GOOD | {f"f{i}": "1" for i in range(5)},
-        "the entry has 12 fields; a nudge has at most 8",
+        "the entry has 12 fields; a nudge has at most 11",
     ),
     (
         "huge bytes",
