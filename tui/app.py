@@ -38,6 +38,7 @@ from tui.screens.help import HelpScreen
 from tui.screens.veto import VetoScreen
 from tui.verbs import bindings
 from tui.widgets.agent_header import AgentHeader
+from tui.widgets.checks_panel import ChecksPanel
 from tui.widgets.prompt import PromptBar
 from tui.widgets.session_table import SessionTable
 from tui.widgets.status_line import StatusLine
@@ -107,12 +108,14 @@ class SteerApp(App[None]):
         # Kept by reference: a modal screen on top hides them from `query_one`.
         self.table = SessionTable(self.clock, id="sessions")
         self.header = AgentHeader(id="agent-header")
+        self.checks = ChecksPanel(id="checks")
         self.transcript = TranscriptView(id="transcript")
         self.prompt = PromptBar(id="prompt")
         self.status_line = StatusLine(id="status")
         with Vertical(id="body"):
             yield self.table
             yield self.header
+            yield self.checks
             yield self.transcript
         yield self.prompt
         yield self.status_line
@@ -172,10 +175,12 @@ class SteerApp(App[None]):
         row = self.table.selected
         if row is None:
             self.header.show(None, None, self.clock())
+            self.checks.show(None, None, self.clock())
             self.transcript.show(None)
             return
         self.backend.want_history(row.session.id)
         self.header.show(row.session, row.agent, self.clock())
+        self.checks.show(row.session, row.agent, self.clock())
         self.transcript.show(row.agent)
 
     def _show_status(self) -> None:
@@ -203,6 +208,7 @@ class SteerApp(App[None]):
         row = self.table.selected
         if row is not None:
             self.header.show(row.session, row.agent, self.clock())
+            self.checks.show(row.session, row.agent, self.clock())
 
     def _reveal(self, key: RowKey) -> None:
         """Select `key`, unfolding its session; rows are rebuilt if needed."""

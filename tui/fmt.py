@@ -35,6 +35,8 @@ STATUS_STYLE: dict[AgentStatus, str] = {
     "failed": "bold red",
     "vetoed": "magenta",
 }
+#: What the table's narrow state column says, where the status name is too long.
+STATUS_LABEL: dict[AgentStatus, str] = {"awaiting_approval": "to approve"}
 #: The rank of each status in the attention sort: what needs the operator first.
 STATUS_ORDER: dict[AgentStatus, int] = {status: i for i, status in enumerate(ATTENTION_ORDER)}
 

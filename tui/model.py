@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from protocol.checks import CheckReport
 from protocol.envelope import Frame
 from protocol.events import (
     AgentFailed,
@@ -29,6 +30,7 @@ from protocol.events import (
     AgentStatusChanged,
     ApprovalDecided,
     ApprovalRequested,
+    ChecksFinished,
     Event,
     ModelCancelled,
     ModelReplied,
@@ -42,6 +44,7 @@ from protocol.events import (
 )
 from protocol.nudges import Nudge
 from protocol.sessions import (
+    NEEDS_OPERATOR,
     AgentStatus,
     AgentSummary,
     PendingApproval,
@@ -94,6 +97,11 @@ class AgentView:
     running_tools: dict[str, tuple[str, float]] = field(default_factory=dict)
     #: Daemon time the oldest pending approval was asked for (None: unknown).
     approval_since: float | None = None
+    #: The last round of its acceptance checks: the evidence of done or needs_human.
+    checks: CheckReport | None = None
+    #: The newest status change seen with its reason, and the seq of its frame.
+    status_change: tuple[AgentStatus, str | None] | None = None
+    status_change_seq: int = 0
 
     @property
     def address(self) -> str:
@@ -105,7 +113,13 @@ class AgentView:
 
     @property
     def needs_attention(self) -> bool:
-        return self.status in ("waiting", "failed") or bool(self.approvals)
+        return self.status in NEEDS_OPERATOR or bool(self.approvals)
+
+    @property
+    def status_reason(self) -> str | None:
+        """Why it is in its status, when the change that put it there has been seen."""
+        change = self.status_change
+        return change[1] if change is not None and change[0] == self.status else None
 
     @property
     def activity(self) -> Activity | None:
@@ -213,11 +227,13 @@ class DashboardModel:
         return min(view.log_seq, view.agg_seq)
 
     def attention(self) -> list[AgentView]:
-        """Agents that wait for the operator: pending approvals, then failures."""
+        """Agents that wait for the operator: those that need a human (their checks
+        failed for good), then pending approvals, then failures."""
         agents = [a for s in self.sessions.values() for a in s.agents.values()]
+        stuck = [a for a in agents if a.status == "needs_human"]
         waiting = [a for a in agents if a.status == "waiting" or a.approvals]
         failed = [a for a in agents if a.status == "failed" and a not in waiting]
-        return waiting + failed
+        return stuck + [a for a in waiting if a not in stuck] + failed
 
     # -- feeding ------------------------------------------------------------------
 
@@ -266,6 +282,8 @@ class DashboardModel:
             return
         if isinstance(event, NudgeReceived):
             view.nudges[event.nudge.nudge_id] = event.nudge
+        if isinstance(event, AgentStatusChanged):
+            self._status_changed(view, event, frame.seq)
         if fresh_agg:
             if frame.seq != view.agg_seq + 1:
                 view.gaps += 1
@@ -294,6 +312,15 @@ class DashboardModel:
 
     # -- internals ----------------------------------------------------------------
 
+    @staticmethod
+    def _status_changed(view: SessionView, event: AgentStatusChanged, seq: int) -> None:
+        """Keep the newest status change's reason, whichever cursor brings it (a
+        snapshot carries no reasons, a replay brings older ones after newer)."""
+        agent = view.agents.get(event.agent)
+        if agent is not None and seq > agent.status_change_seq:
+            agent.status_change = (event.status, event.reason)
+            agent.status_change_seq = seq
+
     def _take_summary(self, view: SessionView, summary: AgentSummary) -> None:
         agent = view.agents.get(summary.agent)
         if agent is None:
@@ -309,6 +336,7 @@ class DashboardModel:
         agent.last_cached_share = summary.last_cached_share
         agent.error = summary.error
         agent.approvals = list(summary.approvals)
+        agent.checks = summary.checks
         if not agent.approvals:
             agent.approval_since = None
         # A running agent may have its last request in flight: its reply still counts.
@@ -380,6 +408,8 @@ class DashboardModel:
                     agent.running_tools[call_id] = (decided.name, ts)
             case AgentFailed(message=message):
                 agent.error = message
+            case ChecksFinished(report=report):
+                agent.checks = report
             case NudgeReceived(nudge=nudge):
                 agent.pending_nudges[nudge.nudge_id] = nudge
             case NudgeApplied(nudge_id=nudge_id):

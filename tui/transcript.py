@@ -12,7 +12,8 @@ can keep one widget per item and refresh those whose `rev` moved.
 - `NudgeItem`: a nudge at the exact place it landed (`nudge.applied`), with its author,
   mode and delivery path; `nudge.delivered` adds the cache share of the request that
   carried it.
-- `NoteItem`: operator actions, status changes worth a line, errors, rejections.
+- `NoteItem`: operator actions, status changes worth a line, errors, rejections, and
+  each round of acceptance checks (started, then its verdict and failing commands).
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ from typing import Literal
 
 from pydantic import JsonValue
 
+from protocol.checks import CheckReport, CheckVerdict
 from protocol.events import (
     AgentFailed,
     AgentStarted,
     AgentStatusChanged,
     ApprovalDecided,
     ApprovalRequested,
+    ChecksFinished,
+    ChecksStarted,
     Event,
     ModelCancelled,
     ModelReplied,
@@ -114,7 +118,9 @@ class NudgeItem(_Item):
     cache_miss_reason: str | None = None
 
 
-NoteKind = Literal["operator", "status", "error", "rejected"]
+NoteKind = Literal[
+    "operator", "status", "error", "rejected", "check", "check_passed", "check_failed"
+]
 
 
 @dataclass(eq=False)
@@ -126,7 +132,16 @@ class NoteItem(_Item):
 TranscriptItem = TaskItem | ReplyItem | ToolItem | NudgeItem | NoteItem
 
 #: Status changes worth a line of their own (running/waiting are shown by the items).
-_NOTED_STATUSES = frozenset({"paused", "done", "idle", "failed", "vetoed"})
+_NOTED_STATUSES = frozenset(
+    {"paused", "done", "idle", "needs_human", "awaiting_approval", "failed", "vetoed"}
+)
+#: What follows a round of checks, as its note says it.
+_VERDICT_TEXT: dict[CheckVerdict, str] = {
+    "passed": "passed",
+    "retry": "failed; the failure went back to the agent",
+    "needs_human": "failed; it needs a human",
+    "failed": "failed; reported to its parent as failed",
+}
 
 
 class Transcript:
@@ -232,6 +247,12 @@ class Transcript:
             case AgentFailed(message=message, retryable=retryable):
                 hint = " (resumable)" if retryable else ""
                 self._add(NoteItem("error", f"failed: {message}{hint}", ts=ts))
+            case ChecksStarted(attempt=attempt, commands=commands):
+                text = f"checks (attempt {attempt}): " + " · ".join(f"$ {c}" for c in commands)
+                self._add(NoteItem("check", text, ts=ts))
+            case ChecksFinished(report=report, verdict=verdict, reason=reason):
+                kind: NoteKind = "check_passed" if report.passed else "check_failed"
+                self._add(NoteItem(kind, check_note(report, verdict, reason), ts=ts))
             case AgentStatusChanged(status=status, reason=reason):
                 if status in _NOTED_STATUSES and status != "failed":  # failures have their own
                     self._add(NoteItem("status", status + (f": {reason}" if reason else ""), ts=ts))
@@ -284,3 +305,17 @@ class Transcript:
     def _changed(self, item: TranscriptItem) -> None:
         item.touch()
         self.version += 1
+
+
+def check_note(report: CheckReport, verdict: CheckVerdict, reason: str | None) -> str:
+    """A round's verdict, then each failing command with its exit and last output line."""
+    text = f"checks {_VERDICT_TEXT[verdict]} (attempt {report.attempt})"
+    if reason:
+        text += f": {reason}"
+    for run in report.runs:
+        if run.passed:
+            continue
+        code = "timed out" if run.exit_code is None else f"exit {run.exit_code}"
+        last = next((line for line in reversed(run.output_tail.splitlines()) if line.strip()), "")
+        text += f"\n✗ $ {run.command} · {code}" + (f" · {last.strip()}" if last else "")
+    return text

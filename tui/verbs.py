@@ -100,8 +100,9 @@ VERBS: tuple[Verb, ...] = (
         "attention",
         "exclamation_mark",
         "Attention",
-        "Jump to the agent that needs attention",
-        "Select the next agent that waits for an approval or has failed.",
+        "Jump to the next agent that needs you",
+        "Select the next agent that needs the operator: one that needs a human (its "
+        "checks failed for good) first, then one waiting for an approval, then a failed one.",
         key_display="!",
     ),
     Verb(

@@ -5,10 +5,13 @@ review the snapshots (pytest tests/tui --snapshot-update). It plays a few sessio
 that cover what the dashboard shows (a nudge where it landed, approvals, subagents
 with one still streaming, a pause, a veto, a failure) and writes every event and
 delta the websocket sent, with times moved to a fixed day and paths made neutral.
+With `--checks` it plays sessions with acceptance checks instead (one that passes
+them on its second attempt, one that fails the same way twice and needs a human)
+into tests/tui/frames-checks.jsonl.
 
     STEER_HOME=$(mktemp -d) STEER_SIM_TOKEN_RATE=0 STEER_SIM_SCENARIOS=tests/scenarios \
         .venv/bin/steer daemon &
-    STEER_HOME=... .venv/bin/python -m tests.tui.record_frames
+    STEER_HOME=... .venv/bin/python -m tests.tui.record_frames [--checks]
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import asyncio
 import itertools
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -28,10 +32,11 @@ from daemon.paths import DAEMON_FILE, TOKEN_FILE, steer_home
 from daemon.service import SIMULATOR_KEY
 
 OUT = Path(__file__).parent / "frames.jsonl"
+CHECKS_OUT = Path(__file__).parent / "frames-checks.jsonl"
 #: 2026-01-01 12:00:00 UTC: every recorded time is moved to start here.
 BASE_TS = 1_767_268_800.0
 WORKDIR = "/home/dev/demo"
-TIME_KEYS = ("ts", "created_at", "sent_at")
+TIME_KEYS = ("ts", "created_at", "sent_at", "finished_at")
 
 
 class Recorder:
@@ -87,6 +92,41 @@ class Recorder:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((enough, future))
         await asyncio.wait_for(future, 60)
+
+
+async def record_checks(home: Path, workdir: Path) -> list[dict[str, Any]]:
+    """A session whose checks pass on the second attempt, and one that needs a human."""
+    info = json.loads((home / DAEMON_FILE).read_text())
+    token = (home / TOKEN_FILE).read_text().strip()
+    ws = info["url"].replace("http://", "ws://") + "/v1/ws"
+    async with connect(ws, additional_headers={"Authorization": f"Bearer {token}"}) as conn:
+        await conn.recv()  # hello
+        rec = Recorder(conn)
+        reader = asyncio.create_task(rec.read())
+        await rec.command("subscribe", sessions="*", replay=False)
+        fixed, stuck = workdir / "answer", workdir / "parser"
+        fixed.mkdir()
+        stuck.mkdir()
+        (stuck / "parser.py").write_text("def parse(text): ...\n")
+        answer = await rec.command(
+            "start",
+            task="[scenario:check-fix] write the right answer",
+            workdir=str(fixed),
+            name="right-answer",
+            checks=["grep -qx right answer.txt"],
+        )
+        await rec.until(answer["id"], "agent.status", status="done")
+        failing = "echo 'FAILED tests/test_parser.py::test_nested - KeyError: 1'; exit 1"
+        parser = await rec.command(
+            "start",
+            task="[scenario:check-stubborn] make the parser tests pass",
+            workdir=str(stuck),
+            name="parser-tests",
+            checks=["test -f parser.py", failing],
+        )
+        await rec.until(parser["id"], "agent.status", status="needs_human")
+        reader.cancel()
+        return rec.lines
 
 
 async def record(home: Path, workdir: Path) -> list[dict[str, Any]]:
@@ -157,12 +197,15 @@ def normalize(lines: list[dict[str, Any]], workdir: str) -> list[dict[str, Any]]
 
 def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="steer-record-"))
-    for name, text in (("cli.py", "print('hi')\n"), ("test_cli.py", "def test(): pass\n")):
-        (workdir / name).write_text(text)
-    lines = asyncio.run(record(steer_home(), workdir))
+    if "--checks" in sys.argv[1:]:
+        lines, out = asyncio.run(record_checks(steer_home(), workdir)), CHECKS_OUT
+    else:
+        for name, text in (("cli.py", "print('hi')\n"), ("test_cli.py", "def test(): pass\n")):
+            (workdir / name).write_text(text)
+        lines, out = asyncio.run(record(steer_home(), workdir)), OUT
     lines = normalize(lines, str(workdir))
-    OUT.write_text("".join(json.dumps(m, separators=(",", ":")) + "\n" for m in lines))
-    print(f"{len(lines)} messages -> {os.path.relpath(OUT)}")
+    out.write_text("".join(json.dumps(m, separators=(",", ":")) + "\n" for m in lines))
+    print(f"{len(lines)} messages -> {os.path.relpath(out)}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ from tui.replay import feed, load
 
 #: Recorded from a real daemon by tests/tui/record_frames.py.
 FRAMES = Path(__file__).parent / "frames.jsonl"
+#: Sessions with acceptance checks (`record_frames --checks`): one passed them on its
+#: second attempt, one failed the same way twice and needs a human.
+CHECK_FRAMES = Path(__file__).parent / "frames-checks.jsonl"
 WAIT_S = 20.0
 
 

@@ -19,7 +19,7 @@ from tui.screens.help import HelpScreen
 from tui.screens.veto import VetoScreen
 from tui.transcript import NudgeItem, ReplyItem, ToolItem
 from tui.verbs import VERBS
-from tui.widgets.transcript_view import NudgeView, ReplyView, ToolView
+from tui.widgets.transcript_view import NoteView, NudgeView, ReplyView, ToolView
 
 
 def messages(daemon: Daemon, sid: str, agent: str = "root") -> object:
@@ -366,3 +366,60 @@ async def test_a_nudge_to_a_vetoed_agent_is_shown_refused_not_done(
         line = dash.status_line()
         assert f"✗ nudge {sid} (steer)" in line and "vetoed" in line, line
         assert "✓" not in line and "sent" not in line
+
+
+async def test_a_session_that_needs_a_human_stands_out_and_bang_selects_it(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    calm_dir, stuck_dir = tmp_path / "calm", tmp_path / "stuck"
+    calm_dir.mkdir()
+    stuck_dir.mkdir()
+    calm = await start(daemon, "[scenario:short] tui: calm", calm_dir)
+    stuck = await start(
+        daemon,
+        "[scenario:check-stubborn] tui: stuck",
+        stuck_dir,
+        checks=["echo 'FAILED in 0.01s'; exit 3"],
+    )
+    async with dashboard(daemon, select=calm) as dash:
+        await dash.status_is(stuck, "needs_human")
+        await dash.status_is(calm, "idle")
+        table = dash.app.table
+
+        def first_line() -> str:
+            return table.render_line(1).text  # line 0 is the header
+
+        # Drawn first (the attention sort) and marked, while the calm one is selected.
+        await dash.until(lambda: first_line().startswith("!"), "the stuck session drawn first")
+        assert stuck in first_line() and "needs_human" in first_line()
+        assert "the checks failed the s…" in first_line()  # why, cut to the column
+        assert dash.selected == (calm, "root")
+        assert "1 need you (!)" in dash.status_line()
+
+        await dash.press("exclamation_mark")
+        assert dash.selected == (stuck, "root")
+        header = dash.app.header
+
+        def header_text() -> str:
+            return str(getattr(header.content, "plain", header.content))
+
+        await dash.until(lambda: "needs a human" in header_text(), "why it stopped, drawn")
+        assert "the checks failed the same way twice in a row" in header_text()
+        checks = dash.app.checks
+        await dash.until(lambda: "FAILED in 0.01s" in checks.text, "the evidence drawn")
+        assert checks.display and "attempt 2 · ✗ failed" in checks.text
+        assert "✗ exit 3 · " in checks.text and "$ echo 'FAILED in 0.01s'; exit 3" in checks.text
+
+        # The transcript tells each round as a note, the last one with its verdict.
+        def notes() -> list[str]:
+            return [str(v.content) for v in dash.app.transcript.query(NoteView)]
+
+        await dash.until(
+            lambda: any("checks failed; it needs a human (attempt 2)" in n for n in notes()),
+            "the last round's note",
+        )
+        assert sum(n.startswith("— checks (attempt") for n in notes()) == 2
+
+        # The calm session has no checks: no panel.
+        await dash.select(calm)
+        await dash.until(lambda: not checks.display, "the checks panel hidden")

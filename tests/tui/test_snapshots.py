@@ -12,18 +12,18 @@ from collections.abc import Awaitable, Callable
 
 from textual.pilot import Pilot
 
-from tests.tui.support import last_ts, recorded
+from tests.tui.support import CHECK_FRAMES, last_ts, recorded
 from tui.app import SteerApp
 from tui.model import DashboardModel
-from tui.replay import Replay
+from tui.replay import Replay, load
 from tui.widgets.transcript_view import TranscriptView
 
 SnapCompare = Callable[..., bool]
 URL = "ws://127.0.0.1:8765/v1/ws"
 
 
-def recorded_app(select: str) -> SteerApp:
-    messages = recorded()
+def recorded_app(select: str, *, checks: bool = False) -> SteerApp:
+    messages = load(CHECK_FRAMES) if checks else recorded()
     now = last_ts(messages) + 7.0
     model = DashboardModel()
     return SteerApp(
@@ -92,3 +92,9 @@ def test_veto_dialog_80x24(snap_compare: SnapCompare) -> None:
 def test_help_screen_80x24(snap_compare: SnapCompare) -> None:
     app = recorded_app("verbose-flag")
     assert snap_compare(app, terminal_size=(80, 24), run_before=settled("question_mark"))
+
+
+def test_main_screen_160x48_a_session_that_needs_a_human(snap_compare: SnapCompare) -> None:
+    """First in the table and marked, why it stopped, and the evidence of its checks."""
+    app = recorded_app("parser-tests", checks=True)
+    assert snap_compare(app, terminal_size=(160, 48), run_before=settled())

@@ -51,7 +51,8 @@ class HelpScreen(ModalScreen[None]):
             yield Static(
                 "\nA session's row stands for the session: pause, resume and veto act on "
                 "every agent; nudge, redirect, approve and deny on its root agent. Marks: "
-                "▶ running  ◆ waiting for approval  ‖ paused  ○ idle  · queued  ✓ done  "
-                "✗ failed  ⊘ vetoed.",
+                "▶ running  ◆ waiting for approval  ‖ paused  ○ idle  · queued  "
+                "⧗ checking or reviewing  ! needs a human (its checks failed for good)  "
+                "? done, waiting for your approval  ✓ done  ✗ failed  ⊘ vetoed.",
                 classes="notes",
             )

@@ -54,6 +54,11 @@ class AgentHeader(Static):
         if task:
             text.append("\ntask: ", style="bold")
             text.append(fmt.cut(task, 200))
+        if agent.status == "needs_human":
+            text.append("\n")
+            text.append(" ! needs a human ", style="bold white on red")
+            text.append(" " + visible(agent.status_reason or "its checks failed"), style="bold red")
+            text.append("  (n nudges it back to work · u resumes)", style="dim")
         if agent.status == "failed" and agent.error:
             text.append("\n✗ failed: ", style="bold red")
             text.append(visible(agent.error), style="red")

@@ -23,6 +23,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from protocol.sessions import NEEDS_OPERATOR
 from tui import fmt
 from tui.rows import Row, RowKey, SortKey
 
@@ -40,7 +41,7 @@ class Column:
 
 MARK = Column("mark", "", 2)
 LABEL = Column("label", "SESSION / AGENT", 0, sort="name")
-STATE = Column("state", "STATE", 8, sort="status")
+STATE = Column("state", "STATE", 11, sort="status")
 ACTIVITY = Column("activity", "ACTIVITY", 24)
 REQS = Column("reqs", "REQS", 5, right=True)
 TOKENS = Column("tokens", "TOKENS", 7, right=True, sort="tokens")
@@ -253,7 +254,7 @@ class SessionTable(ScrollView, can_focus=True):
             case "mark":
                 mark, mark_style = fmt.STATUS_MARK[agent.status]
                 subagent_waits = any(a.status == "waiting" for a in session.agents.values())
-                if row.is_session and subagent_waits and agent.status not in ("waiting", "failed"):
+                if row.is_session and subagent_waits and agent.status not in NEEDS_OPERATOR:
                     mark, mark_style = fmt.STATUS_MARK["waiting"]  # a subagent waits
                 return mark, Style.parse(mark_style)
             case "label":
@@ -265,10 +266,13 @@ class SessionTable(ScrollView, can_focus=True):
                 label = f"{row.prefix}{fold}{agent.agent}"
                 return label + (f" {agent.name}" if agent.name else ""), none
             case "state":
-                return agent.status, Style.parse(fmt.STATUS_STYLE[agent.status])
+                label = fmt.STATUS_LABEL.get(agent.status, agent.status)
+                return label, Style.parse(fmt.STATUS_STYLE[agent.status])
             case "activity":
                 if agent.status == "failed" and agent.error:
                     return agent.error, Style.parse("red")
+                if agent.status == "needs_human":
+                    return agent.status_reason or "checks failed", Style.parse("bold red")
                 text = fmt.activity(agent.activity, now)
                 return text, Style.parse("bold yellow") if text.startswith("approve?") else none
             case "reqs":

@@ -150,7 +150,10 @@ class NoteView(Static):
         self.refresh_item(item)
 
     def refresh_item(self, item: NoteItem) -> None:
-        self.update(Text(f"— {visible(item.text)}"))  # text, not markup
+        # Text, not markup. A check note's lines are ours (one per failing command).
+        multiline = item.kind in ("check", "check_passed", "check_failed")
+        shown = visible_lines(item.text) if multiline else visible(item.text)
+        self.update(Text(f"— {shown}"))
 
 
 ItemView = TaskView | ReplyView | ToolView | NudgeView | NoteView
@@ -204,6 +207,9 @@ class TranscriptView(VerticalScroll):
     TranscriptView .note { color: $text-muted; }
     TranscriptView .note-error { color: $error; text-style: bold; }
     TranscriptView .note-rejected { color: $warning; }
+    TranscriptView .note-check { color: $text-muted; }
+    TranscriptView .note-check_passed { color: $success; }
+    TranscriptView .note-check_failed { color: $warning; text-style: bold; }
     TranscriptView .empty { color: $text-muted; }
     """
 
