@@ -184,6 +184,34 @@ async def test_redirect_and_all_are_encoded_as_a_nudge(
     assert sent.target == ("s-3f2a/*" if standing else "s-3f2a")
 
 
+async def test_rule_flags_make_a_standing_rule_and_a_bad_one_sends_nothing(
+    env: dict[str, str], sessions: dict[str, str], redis_client: Redis, keys: Keys
+) -> None:
+    assert (await nudge(env, "fix-tests", "no casts", "--rule", r"regex:\(int\)")).code == 0
+    result = await nudge(env, "port", "no TODOs", "--rule-cmd=! grep -n TODO", "--rule-veto")
+    assert result.code == 0, result
+    (_, regex), (_, cmd) = await stream_nudges(redis_client, keys)
+    assert regex == Nudge.from_fields(regex).to_fields()
+    assert (regex["standing"], regex["rule_regex"]) == ("1", r"\(int\)")  # a rule is standing
+    assert "rule_veto" not in regex and "rule_cmd" not in regex
+    sent = Nudge.from_fields(cmd)
+    assert (sent.rule_cmd, sent.rule_veto, sent.standing) == ("! grep -n TODO", True, True)
+
+    bad_regex = "the rule regex does not compile (RE2 syntax: no lookaround)"
+    for args, code, message in [
+        (["--rule", "regex:(a"], 1, bad_regex),
+        (["--rule", "regex:(?=a)"], 1, bad_regex),
+        (["--rule", "x"], 2, "--rule takes regex:PATTERN, not 'x' (see nudge --help)"),
+        (["--rule-veto"], 1, "rule_veto applies to a rule (rule_regex or rule_cmd)"),
+        (["--rule", "regex:a", "--rule-cmd", "true"], 1, "a rule is a regex or a command"),
+    ]:
+        error = one_line_error(await nudge(env, "fix-tests", "x", *args), code)
+        assert error.startswith(message), error
+    refused = await nudge(env, "port/a-7", "x", "--rule", "regex:a")
+    assert one_line_error(refused, 2).startswith("a rule holds for every agent of a session")
+    assert len(await stream_nudges(redis_client, keys)) == 2
+
+
 @pytest.mark.parametrize(
     ("query", "sid"),
     [
