@@ -43,7 +43,9 @@ from daemon.agent_state import (
     Message,
     ModelReply,
     NudgeChanges,
+    ReviewReport,
     RunChecks,
+    RunReview,
     RunTools,
     Step,
     ToolCall,
@@ -52,6 +54,13 @@ from daemon.agent_state import (
 from daemon.catalog import cost_usd
 from daemon.errors import CommandError
 from daemon.policy import needs_approval
+from daemon.review import (
+    REVIEWER_AUTHOR,
+    findings_digest,
+    findings_note,
+    found_nothing,
+    review_key,
+)
 from protocol import wire
 from protocol.checks import CheckReport
 from protocol.events import (
@@ -70,6 +79,9 @@ from protocol.events import (
     NudgeReceived,
     NudgeRejected,
     OperatorAction,
+    ReviewFinished,
+    ReviewStarted,
+    ReviewVerdict,
     ToolCalled,
     ToolFinished,
 )
@@ -147,7 +159,7 @@ class AgentCore:
         self.pending: list[Nudge] = list(pending)
         #: What changed in `seen` and `pending` since the last `mark_persisted`.
         self._changes = _NudgeLedger()
-        self._busy: Literal["model", "tools", "approval", "checks"] | None = None
+        self._busy: Literal["model", "tools", "approval", "checks", "review"] | None = None
         #: The calls of the assistant turn being answered, in order.
         self._batch: tuple[ToolCall, ...] = ()
         #: Results settled without running the tool (denied, interrupted by a restart).
@@ -260,6 +272,8 @@ class AgentCore:
             return self._go_on(step)
         if self.state.status == "checking":
             return self._run_checks(step)  # cut short by a restart: checks run again
+        if self.state.status == "reviewing":
+            return self._await_review(step)  # its reviewer lives on: wait for it again
         if self.state.status not in ("running", "waiting"):
             return step
         calls = _tool_calls(self._messages[-1])
@@ -342,14 +356,14 @@ class AgentCore:
         """The running action was cancelled as asked; `results` are the tool calls of
         the batch that did finish. A cancelled model turn is dropped, never appended."""
         busy, reason = self._busy, self._interrupting or "operator"
-        if busy not in ("model", "tools", "checks"):
+        if busy not in ("model", "tools", "checks", "review"):
             raise RuntimeError(f"{self._name} has no running action to interrupt")
         self._expect(busy)
         step = Step()
         if busy == "tools":
             return self._finish_tools(step, list(results))
-        if busy == "checks":
-            # Checks give way to the operator: a nudge goes in, a veto ends it.
+        if busy in ("checks", "review"):
+            # Checks and reviews give way to the operator: a nudge goes in, a veto ends it.
             return step if self.state.status == "vetoed" else self._go_on(step)
         step.events.append(
             ModelCancelled(agent=self.config.agent, request_no=self.state.requests, reason=reason)
@@ -377,7 +391,7 @@ class AgentCore:
         # The operator stepped in: automatic check retries start counting afresh.
         self._forget_failures()
         redirect = nudge.mode == "redirect"
-        if self._busy == "checks":
+        if self._busy in ("checks", "review"):
             self._interrupt(step, "nudge")  # the work is not over: the nudge goes in
             return step
         if self._busy in ("model", "tools"):
@@ -466,6 +480,8 @@ class AgentCore:
         if report.passed:
             self.state.check_attempts = 0
             step.events.append(ChecksFinished(agent=agent, report=report, verdict="passed"))
+            if self.config.review_rounds:
+                return self._run_review(step)
             self._set_status(step, "done", "the acceptance checks passed")
             return step
         repeated = (
@@ -505,6 +521,66 @@ class AgentCore:
         step.events.append(NudgeReceived(agent=agent, nudge=nudge))
         return self._deliver_and_call(step, [nudge])
 
+    def review_finished(self, report: ReviewReport) -> Step:
+        """A reviewer ended: its findings go to the agent as a note and work goes on,
+        until a round finds nothing (new) or the rounds run out; then the session waits
+        for the operator's approval."""
+        self._expect("review")
+        step = Step()
+        if self.state.status == "vetoed":
+            return step
+        round_no, rounds = report.round, self.config.review_rounds
+        verdict: ReviewVerdict
+        if report.problem is not None:
+            verdict, reason = "incomplete", f"review round {round_no} did not end: {report.problem}"
+        elif found_nothing(report.findings):
+            verdict, reason = "clean", f"review round {round_no} found nothing"
+        elif findings_digest(report.findings) in self.state.review_digests:
+            verdict, reason = "repeated", f"review round {round_no} found nothing new"
+        elif round_no >= rounds:
+            verdict, reason = "last_round", f"review round {round_no}, the last, found defects"
+        else:
+            verdict, reason = "findings", None
+        step.events.append(
+            ReviewFinished(
+                agent=self.config.agent,
+                round=round_no,
+                reviewer=report.reviewer,
+                findings=report.findings,
+                verdict=verdict,
+                reason=reason,
+            )
+        )
+        if verdict == "findings":
+            self.state.review_digests.append(findings_digest(report.findings))
+            nudge = Nudge(
+                nudge_id=f"review-{self.config.agent}-{self.state.reviews}",
+                session=self.config.session,
+                agent=None if self.config.parent is None else self.config.agent,
+                text=findings_note(report.findings, round_no, rounds),
+                author=REVIEWER_AUTHOR,
+                sent_at=report.finished_at,
+            )
+            step.events.append(NudgeReceived(agent=self.config.agent, nudge=nudge))
+            return self._deliver_and_call(step, [nudge, *self._take_pending(queue_too=True)])
+        if self.pending:
+            return self._go_on(step)  # the operator stepped in meanwhile: that goes first
+        self.state.pause_requested = False
+        status: AgentStatus = "needs_human" if verdict == "incomplete" else "awaiting_approval"
+        self._set_status(step, status, reason)
+        return step
+
+    def approve_done(self, *, author: str) -> Step:
+        """The operator accepts the reviewed work (`steer approve SESSION`): it is done."""
+        if self.state.status != "awaiting_approval" or self._busy is not None:
+            raise CommandError(
+                "conflict", f"{self._name} is {self.state.status}, not awaiting approval"
+            )
+        step = Step()
+        step.events.append(OperatorAction(agent=self.config.agent, verb="approve", author=author))
+        self._set_status(step, "done", f"approved by {author}")
+        return step
+
     def veto(self, *, reason: str | None, author: str) -> Step:
         """Stop the agent for good; a running action is interrupted and its result dropped."""
         step = Step()
@@ -520,7 +596,7 @@ class AgentCore:
         self.state.approvals = []
         self.state.pause_requested = False
         self._set_status(step, "vetoed", veto_report(reason))
-        if self._busy in ("model", "tools", "checks"):
+        if self._busy in ("model", "tools", "checks", "review"):
             self._interrupt(step, "veto")
         elif self._busy == "approval":
             self._busy = None
@@ -555,7 +631,7 @@ class AgentCore:
     def _name(self) -> str:
         return f"agent {self.config.session}/{self.config.agent}"
 
-    def _expect(self, busy: Literal["model", "tools", "checks"]) -> None:
+    def _expect(self, busy: Literal["model", "tools", "checks", "review"]) -> None:
         if self._busy != busy:
             raise RuntimeError(f"{self._name} is not waiting on {busy}")
         self._busy = None
@@ -731,6 +807,8 @@ class AgentCore:
                 self._set_status(step, "paused", "paused by the operator")
             elif self.config.checks:
                 return self._run_checks(step)
+            elif self.config.review_rounds:
+                return self._run_review(step)
             else:
                 self._set_status(step, "idle")
             return step
@@ -748,9 +826,32 @@ class AgentCore:
         step.action = RunChecks(attempt, commands, self.config.check_timeout_s)
         return step
 
+    def _run_review(self, step: Step) -> Step:
+        """The work passed its checks: a fresh reviewer tries to refute it."""
+        self.state.review_round += 1
+        self.state.reviews += 1
+        step.events.append(
+            ReviewStarted(
+                agent=self.config.agent,
+                round=self.state.review_round,
+                rounds=self.config.review_rounds,
+            )
+        )
+        return self._await_review(step)
+
+    def _await_review(self, step: Step) -> Step:
+        self._busy = "review"
+        self._set_status(step, "reviewing")
+        workspace = self.state.checks.workspace if self.state.checks is not None else ""
+        key = review_key(self.state.reviews)
+        step.action = RunReview(self.state.review_round, key, workspace)
+        return step
+
     def _forget_failures(self) -> None:
-        """Start counting check failures afresh (the operator stepped in)."""
+        """Start counting check failures and review rounds afresh (the operator stepped in)."""
         self.state.check_attempts = 0
+        self.state.review_round = 0
+        self.state.review_digests = []
 
     def _deliver_and_call(self, step: Step, nudges: list[Nudge]) -> Step:
         """Append nudges at the current boundary, then ask the model to go on."""

@@ -36,7 +36,8 @@ class AgentConfig(BaseModel):
     session: str
     agent: str = ROOT
     parent: str | None = None
-    #: The `spawn_agents` call of the parent that created this agent, and its place in it.
+    #: The `spawn_agents` call of the parent that created this agent, and its place in it
+    #: (a reviewer: `review-K`, the parent's K-th review).
     parent_call: str | None = None
     index: int = 0
     #: 0 for the root agent, 1 for its children, and so on.
@@ -60,6 +61,8 @@ class AgentConfig(BaseModel):
     check_timeout_s: int = DEFAULT_CHECK_TIMEOUT_S
     #: Files no tool may change (globs relative to the workdir; `daemon.guards`).
     protect: list[str] = Field(default_factory=list)
+    #: Review rounds once its checks pass (the root only; 0: none, it ends as done).
+    review_rounds: int = 0
 
 
 class InFlightNudge(BaseModel):
@@ -118,6 +121,12 @@ class AgentState(BaseModel):
     tamper_attempts: int = 0
     #: Violations of the session's rules, by the rule's nudge id.
     rule_violations: dict[str, int] = Field(default_factory=dict)
+    #: The review round under way or last run (0: none since the operator stepped in).
+    review_round: int = 0
+    #: Reviewers started so far: the last one's key (`review_key`), to find it again.
+    reviews: int = 0
+    #: Digests of the findings of this cycle's rounds: the same findings again end it.
+    review_digests: list[str] = Field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +221,29 @@ class RunChecks:
     timeout_s: int
 
 
-Action = CallModel | RunTools | RunChecks | Interrupt
+@dataclass(frozen=True, slots=True)
+class RunReview:
+    """Have a fresh reviewer examine the work; feed `AgentCore.review_finished`."""
+
+    round: int
+    #: The reviewer's `parent_call`: after a restart it is found again by it.
+    key: str
+    #: The workspace as the last checks saw it (empty without checks).
+    workspace: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewReport:
+    """How a reviewer ended: its findings, or why it has none (it failed, was vetoed)."""
+
+    round: int
+    reviewer: str
+    findings: str
+    finished_at: float
+    problem: str | None = None
+
+
+Action = CallModel | RunTools | RunChecks | RunReview | Interrupt
 
 
 @dataclass(slots=True)

@@ -40,6 +40,8 @@ from daemon.supervisor import Supervisor
 from protocol.commands import (
     Approve,
     ApproveRequest,
+    ApproveSession,
+    ApproveSessionRequest,
     Check,
     CheckRequest,
     Deny,
@@ -137,6 +139,7 @@ _NO_VETO = VetoRequest()
 _NO_APPROVE = ApproveRequest()
 _NO_DENY = DenyRequest()
 _NO_CHECK = CheckRequest()
+_NO_APPROVE_SESSION = ApproveSessionRequest()
 
 
 def create_api(supervisor: Supervisor, store: Store, hub: Hub, redis: RedisMonitor) -> FastAPI:
@@ -316,6 +319,15 @@ def create_api(supervisor: Supervisor, store: Store, hub: Hub, redis: RedisMonit
         """Run the acceptance checks now; their result comes as events."""
         sid = await directory.resolve(ref)
         await execute(supervisor, command(Check, session=sid, **body.model_dump()))
+        return await directory.summary(sid)
+
+    @app.post("/v1/sessions/{ref}/approve")
+    async def approve_session(
+        ref: SessionRef, body: ApproveSessionRequest = _NO_APPROVE_SESSION
+    ) -> SessionSummary:
+        """Accept the reviewed work of a session awaiting approval: it ends as done."""
+        sid = await directory.resolve(ref)
+        await execute(supervisor, command(ApproveSession, session=sid, **body.model_dump()))
         return await directory.summary(sid)
 
     openapi = app.openapi

@@ -211,10 +211,13 @@ def _parser() -> argparse.ArgumentParser:
         sub,
         "approve",
         help="let a tool call that waits for approval run (`steer ls` and `steer show` "
-        "list them with their call ids)",
+        "list them with their call ids); without CALL, accept the work of a session "
+        "awaiting approval (its checks and review are over): it ends as done",
     )
     _target_arg(p, "the session, or SESSION/AGENT (call ids are unique, so /AGENT is optional)")
-    p.add_argument("call", metavar="CALL", help="the tool call id")
+    p.add_argument(
+        "call", metavar="CALL", nargs="?", help="the tool call id (none: the session's work)"
+    )
     _author_arg(p)
     p.set_defaults(func=_approve)
 
@@ -576,7 +579,20 @@ def _veto(args: argparse.Namespace) -> int:
 
 
 def _approve(args: argparse.Namespace) -> int:
-    return _verb(args, f"approvals/{quote(args.call, safe='')}/approve")
+    if args.call is not None:
+        return _verb(args, f"approvals/{quote(args.call, safe='')}/approve")
+    ref, agent = args.target
+    if agent is not None:
+        raise ClientError(
+            "steer approve SESSION accepts a whole session's work: leave out /AGENT "
+            "(or name the tool call: steer approve SESSION CALL)"
+        )
+    body = {"author": _author(args)}
+    session = SessionSummary.model_validate(_client().post(_session_path(ref, "approve"), body))
+    for summary in session.agents:
+        if summary.parent is None:
+            print(f"{address(summary)}  {summary.status}")
+    return 0
 
 
 def _deny(args: argparse.Namespace) -> int:

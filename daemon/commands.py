@@ -18,6 +18,7 @@ from daemon.redis_health import stale
 from daemon.supervisor import Supervisor
 from protocol.commands import (
     Approve,
+    ApproveSession,
     Check,
     Command,
     Deny,
@@ -68,7 +69,7 @@ async def execute(
             body = SendNudge(text=text, mode="redirect", agent=agent, author=author)
             nudge = await supervisor.send_nudge(await directory.resolve(ref), body)
             return nudge.model_dump(mode="json")
-        case Pause() | Resume() | Veto() | Approve() | Deny() | Check():
+        case Pause() | Resume() | Veto() | Approve() | Deny() | Check() | ApproveSession():
             sid = await directory.resolve(command.session)
             if not directory.owns(sid):
                 return await supervisor.relay.forward(
@@ -95,6 +96,8 @@ async def _verb(supervisor: Supervisor, sid: str, command: Command) -> None:
             )
         case Check(author=author):
             await supervisor.check_now(sid, author=author)
+        case ApproveSession(author=author):
+            await supervisor.approve_session(sid, author=author)
 
 
 def serve_relayed(supervisor: Supervisor) -> None:

@@ -24,7 +24,9 @@ from daemon.agent_state import (
     Finding,
     Interrupt,
     ModelReply,
+    ReviewReport,
     RunChecks,
+    RunReview,
     RunTools,
     Step,
     ToolCall,
@@ -50,12 +52,15 @@ log = logging.getLogger("steer.runner")
 COMMIT_RETRY_MIN_S = 0.05
 COMMIT_RETRY_MAX_S = 2.0
 
-#: What an action's task ends with: the model's reply, the tools' results, the checks'.
-Outcome = ModelReply | list[ToolResult] | CheckReport
+#: What an action's task ends with: the model's reply, the tools' results, the checks',
+#: the reviewer's.
+Outcome = ModelReply | list[ToolResult] | CheckReport | ReviewReport
 FrameSink = Callable[[list[Frame]], None]
 DeltaSink = Callable[[TextDelta], None]
 #: Runs a `spawn_agents` call: starts (or finds) the subagents and waits for their reports.
 Spawner = Callable[[AgentCore, ToolCall], Awaitable[ToolOutcome]]
+#: Runs a review round: starts (or finds) the reviewer and waits for its report.
+Reviewer = Callable[[AgentCore, RunReview], Awaitable[ReviewReport]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +100,7 @@ class AgentRunner:
         model: ModelClient,
         store: Store,
         spawner: Spawner,
+        reviewer: Reviewer | None = None,
         sandbox: Sandbox | None = None,
         guard: Guard | None = None,
         on_frames: FrameSink | None = None,
@@ -106,6 +112,7 @@ class AgentRunner:
         self._model = model
         self._store = store
         self._spawner = spawner
+        self._reviewer = reviewer
         self._guard = guard
         self._workspace = Workspace(core.config.workdir, sandbox, guard=guard)
         self._on_frames = on_frames
@@ -190,6 +197,8 @@ class AgentRunner:
                 await self._apply(self.core.model_replied(outcome))
             elif isinstance(outcome, CheckReport):
                 await self._apply(self.core.checks_finished(outcome))
+            elif isinstance(outcome, ReviewReport):
+                await self._apply(self.core.review_finished(outcome))
             else:
                 await self._apply(self.core.tools_finished(outcome))
 
@@ -210,6 +219,10 @@ class AgentRunner:
                 self._start_action(
                     run_checks(self._workspace, commands, attempt=attempt, timeout_s=timeout_s)
                 )
+            case RunReview():
+                if self._reviewer is None:
+                    raise RuntimeError("this runner has no reviewer to run a review with")
+                self._start_action(self._reviewer(self.core, step.action))
             case Interrupt():
                 if self._action is not None:
                     self._action.cancel()
@@ -293,13 +306,19 @@ class AgentRunner:
         return on_text
 
     async def _run_tools(self, action: RunTools) -> list[ToolResult]:
+        offered = [str(spec.get("name")) for spec in self.core.config.tools]
         for call in action.calls:
-            if call.name == SPAWN_TOOL:
+            found: tuple[Finding, ...] = ()
+            if call.name not in offered:
+                # Only the tools the agent was given run (a reviewer's are read-only).
+                outcome = ToolOutcome(
+                    f"no tool {call.name!r} for this agent; it has: {', '.join(offered)}", True
+                )
+            elif call.name == SPAWN_TOOL:
                 try:
                     outcome = await self._spawner(self.core, call)
                 except (RedisError, OSError) as exc:
                     outcome = ToolOutcome(f"{SPAWN_TOOL} failed: {exc!r}", True)
-                found: tuple[Finding, ...] = ()
             else:
                 outcome, found = await self._run_guarded(call)
             self._finished_tools.append(ToolResult(call, outcome.content, outcome.is_error, found))

@@ -28,7 +28,15 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from daemon.agent_core import AgentCore
-from daemon.agent_state import ROOT, AgentConfig, AgentState, Step, ToolCall
+from daemon.agent_state import (
+    ROOT,
+    AgentConfig,
+    AgentState,
+    ReviewReport,
+    RunReview,
+    Step,
+    ToolCall,
+)
 from daemon.catalog import model_info
 from daemon.directory import Directory, match_session
 from daemon.errors import CommandError, UnknownAgent
@@ -38,6 +46,12 @@ from daemon.model_client import ModelClient
 from daemon.ownership import LEASE_TTL_MS, Ownership
 from daemon.prompts import system_prompt
 from daemon.relay import Relay
+from daemon.review import (
+    review_task,
+    reviewer_name,
+    reviewer_system,
+    reviewer_tools,
+)
 from daemon.runner import (
     AgentRunner,
     Control,
@@ -176,6 +190,7 @@ class Supervisor:
             checks=spec.checks,
             max_attempts=spec.max_attempts,
             check_timeout_s=spec.check_timeout_s,
+            review_rounds=spec.review_rounds,
             protect=spec.protect,
         )
         try:
@@ -289,6 +304,12 @@ class Supervisor:
         """Run the session's acceptance checks now (its root agent must be at rest)."""
         await self._control([self._runner(sid, ROOT)], lambda core: core.check_now(author=author))
 
+    async def approve_session(self, sid: str, *, author: str) -> None:
+        """Accept the reviewed work of a session awaiting approval: it ends as done."""
+        await self._control(
+            [self._runner(sid, ROOT)], lambda core: core.approve_done(author=author)
+        )
+
     async def decide(
         self,
         sid: str,
@@ -351,6 +372,63 @@ class Supervisor:
             report([(c.core.config, c.core.state, c.core.report()) for c in children]), False
         )
 
+    async def review(self, agent: AgentCore, action: RunReview) -> ReviewReport:
+        """Run a review round: start its reviewer (or find it, after a restart), wait
+        until it settles, and hand back its findings."""
+        sid, aid = agent.config.session, agent.config.agent
+        reviewer = next(
+            (
+                r
+                for r in self._runners[sid].values()
+                if r.core.config.parent == aid and r.core.config.parent_call == action.key
+            ),
+            None,
+        ) or await self._create_reviewer(agent.config, action)
+        try:
+            await reviewer.settled.wait()
+        except asyncio.CancelledError:
+            # The agent was nudged or vetoed meanwhile: the review has no taker.
+            if reviewer.core.state.status not in SETTLED:
+                reviewer.deliver(
+                    Control(
+                        lambda core: core.veto(reason="the review was called off", author="steer")
+                    )
+                )
+            raise
+        core = reviewer.core
+        problem = None
+        if core.state.status == "vetoed":
+            problem = f"its reviewer {core.config.agent} was vetoed"
+        elif core.state.status != "done":
+            problem = f"its reviewer {core.config.agent} failed: {core.state.error}"
+        return ReviewReport(
+            round=action.round,
+            reviewer=core.config.agent,
+            findings=core.report() if problem is None else "",
+            finished_at=time.time(),
+            problem=problem,
+        )
+
+    async def _create_reviewer(self, agent: AgentConfig, action: RunReview) -> AgentRunner:
+        """A fresh reviewer: a subagent with its own context and read-only tools."""
+        sid = agent.session
+        config = AgentConfig(
+            session=sid,
+            agent=f"a{len(self._runners[sid])}",
+            parent=agent.agent,
+            parent_call=action.key,
+            depth=agent.depth + 1,
+            name=reviewer_name(action.round),
+            task=review_task(agent.task, action.workspace, action.round, agent.review_rounds),
+            workdir=agent.workdir,
+            model=agent.model,
+            system=reviewer_system(agent.workdir),
+            tools=reviewer_tools(),
+            system_messages=agent.system_messages,
+            approve=self._specs[sid].approve,
+        )
+        return await self._add_subagent(config)
+
     async def _create_child(
         self, parent: AgentConfig, call_id: str, index: int, task: ChildTask
     ) -> AgentRunner:
@@ -378,12 +456,17 @@ class Supervisor:
             check_timeout_s=spec.check_timeout_s,
             protect=spec.protect,
         )
+        return await self._add_subagent(config)
+
+    async def _add_subagent(self, config: AgentConfig) -> AgentRunner:
+        """Store a new subagent and start it once a slot is free."""
+        sid = config.session
         state = AgentState(status="queued")
         runner = self._launch(AgentCore(config, state), hold_slot=False)  # reserves the id
         self._publish(await self.store.add_agent(config, state, [_started(config)]))
         self._deliver_standing(runner)  # before it starts: they open its conversation
         self._spawn(self._hold_slot(runner), name=f"slot {sid}/{config.agent}", session=sid)
-        log.info("agent.spawned sid=%s agent=%s parent=%s", sid, config.agent, parent.agent)
+        log.info("agent.spawned sid=%s agent=%s parent=%s", sid, config.agent, config.parent)
         return runner
 
     async def _hold_slot(self, runner: AgentRunner) -> None:
@@ -487,6 +570,7 @@ class Supervisor:
             model=self._model,
             store=self.store,
             spawner=self.spawn,
+            reviewer=self.review,
             sandbox=self._sandbox,
             guard=guard,
             on_frames=self._on_frames,

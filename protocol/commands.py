@@ -232,6 +232,22 @@ class CheckRequest(BaseModel):
     author: Author = "operator"
 
 
+class ApproveSessionRequest(BaseModel):
+    """The body of `POST /v1/sessions/{session}/approve`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    author: Author = "operator"
+
+
+class ApproveSession(ApproveSessionRequest, _Command):
+    """Accept the work of a session awaiting approval (its checks passed and its review
+    found nothing new, or its review rounds ran out): it ends as done."""
+
+    type: Literal["approve_session"] = "approve_session"
+    session: SessionRef
+
+
 class Check(CheckRequest, _Command):
     """Run the session's acceptance checks now, as at the end of a turn (its root agent
     must have ended its turn): pass and the session is done, fail and the failure goes
@@ -255,7 +271,8 @@ Command = Annotated[
     | Veto
     | Approve
     | Deny
-    | Check,
+    | Check
+    | ApproveSession,
     Field(discriminator="type"),
 ]
 

@@ -15,8 +15,14 @@ from protocol.nudges import DeliveryPath, Nudge, NudgeMode
 from protocol.sessions import AgentStatus, SessionSpec, Usage
 
 #: pause: at the next boundary; pause_now: cancel the in-flight model call first;
-#: check: the operator ran the acceptance checks (`steer check`).
-ControlVerb = Literal["pause", "pause_now", "resume", "veto", "check"]
+#: check: the operator ran the acceptance checks (`steer check`); approve: the operator
+#: accepted the work of a session awaiting approval (`steer approve SESSION`).
+ControlVerb = Literal["pause", "pause_now", "resume", "veto", "check", "approve"]
+#: What a review round leads to. findings: they go to the agent as a note, and work goes
+#: on; clean: nothing found; repeated: the same findings as an earlier round; last_round:
+#: the rounds ran out (these three wait for the operator's approval); incomplete: the
+#: reviewer failed or was vetoed (needs_human).
+ReviewVerdict = Literal["findings", "clean", "repeated", "last_round", "incomplete"]
 
 
 class _Event(BaseModel):
@@ -232,6 +238,28 @@ class RuleViolated(_Event):
     vetoed: bool = False
 
 
+class ReviewStarted(_Event):
+    """The agent's work passed its checks (or it ended its turn, without checks): a
+    fresh reviewer examines it, as the subagent `reviewer-ROUND`."""
+
+    type: Literal["review.started"] = "review.started"
+    round: int
+    rounds: int
+
+
+class ReviewFinished(_Event):
+    """A review round ended; `verdict` says what follows (see `ReviewVerdict`)."""
+
+    type: Literal["review.finished"] = "review.finished"
+    round: int
+    #: The reviewer's agent id.
+    reviewer: str
+    #: Its answer: the findings, or "NO FINDINGS".
+    findings: str
+    verdict: ReviewVerdict
+    reason: str | None = None
+
+
 Event = Annotated[
     SessionCreated
     | AgentStarted
@@ -253,6 +281,8 @@ Event = Annotated[
     | ChecksFinished
     | ProtectedRefused
     | ProtectedRestored
-    | RuleViolated,
+    | RuleViolated
+    | ReviewStarted
+    | ReviewFinished,
     Field(discriminator="type"),
 ]

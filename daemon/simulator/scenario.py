@@ -12,7 +12,8 @@ A scenario is a JSON file::
 
 Scenarios come from an optional directory (``--scenarios DIR``) and from the bundled
 ``scenarios/`` package data; a directory scenario replaces a bundled one of the same
-name and is tried first. The choice depends on the request alone, so a restarted
+name and is tried first. When several match, the one matched earliest in the message
+answers. The choice depends on the request alone, so a restarted
 simulator picks up every conversation where it was.
 
 The bundled ``default`` and ``demo`` scripts open with a planning turn of over 512
@@ -101,11 +102,16 @@ class ScenarioBook:
         return cls([*own, *bundled])
 
     def select(self, messages: Sequence[Mapping[str, object]]) -> Scenario:
+        """The scenario whose ``match`` comes first in the first user message (a tie
+        goes to the one tried first): a task that quotes another task, marker and all,
+        after its own marker keeps its own script."""
         text = first_user_text(messages)
-        for scenario in self.scenarios:
-            if scenario.match is not None and scenario.match in text:
-                return scenario
-        return self.default
+        found = [
+            (text.find(scenario.match), order)
+            for order, scenario in enumerate(self.scenarios)
+            if scenario.match is not None and scenario.match in text
+        ]
+        return self.scenarios[min(found)[1]] if found else self.default
 
 
 def first_user_text(messages: Sequence[Mapping[str, object]]) -> str:

@@ -28,6 +28,7 @@ SESSION_ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/v1/sessions/{ref}/veto", {"reason": "wrong approach"}),
     ("POST", "/v1/sessions/{ref}/approvals/toolu_1/approve", {}),
     ("POST", "/v1/sessions/{ref}/approvals/toolu_1/deny", {"reason": "no"}),
+    ("POST", "/v1/sessions/{ref}/approve", {}),
 ]
 
 
@@ -127,6 +128,7 @@ def test_openapi_describes_every_route_and_there_is_no_docs_ui(api: ApiServer) -
         ("POST", "/v1/sessions/{ref}/approvals/{call_id}/approve"),
         ("POST", "/v1/sessions/{ref}/approvals/{call_id}/deny"),
         ("POST", "/v1/sessions/{ref}/check"),
+        ("POST", "/v1/sessions/{ref}/approve"),
     }
     for path, ops in schema["paths"].items():
         for method, op in ops.items():
@@ -454,6 +456,27 @@ def test_approve_and_deny_pending_tool_calls(api: ApiServer) -> None:
     ]
     assert denied["is_error"] and "no shell today" in str(denied["content"])
     assert "checked" not in str(denied["content"])  # the denied command never ran
+
+
+def test_approve_ends_a_reviewed_session_awaiting_approval_as_done(api: ApiServer) -> None:
+    idle = api.start("[scenario:short] nothing to approve")
+    api.until(lambda: api.agent(idle)["status"] == "idle", what="the session to finish")
+    message = error_of(api.http.post(f"/v1/sessions/{idle}/approve"), 409, "conflict")
+    assert message.endswith("is idle, not awaiting approval")
+
+    sid = api.start("[scenario:review-fix] approve over http", review_rounds=1)
+    api.until(
+        lambda: api.agent(sid)["status"] == "awaiting_approval",
+        what="the review to end",
+        timeout=30,
+    )
+    response = api.http.post(f"/v1/sessions/{sid}/approve", json={"author": "alice"})
+    assert response.status_code == 200
+    assert SessionSummary.model_validate(response.json()).status == "done"
+    [approved] = [e for e in events_of(api, sid, "operator.action") if e["verb"] == "approve"]
+    assert approved["author"] == "alice"
+    [review] = events_of(api, sid, "review.finished")
+    assert (review["round"], review["verdict"]) == (1, "last_round")
 
 
 def test_deciding_a_call_that_is_not_pending_is_409(api: ApiServer) -> None:

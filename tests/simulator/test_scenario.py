@@ -164,6 +164,15 @@ async def test_a_scenarios_directory_comes_first(tmp_path: Path) -> None:
         assert calls(demo) == [("list_files", {})]
 
 
+def test_the_marker_that_comes_first_picks_the_script() -> None:
+    # A reviewer's task quotes the task under review, marker and all, after its own.
+    book = ScenarioBook.load()
+    quoting = "[scenario:loop] review this task: add --verbose"
+    assert book.select([{"role": "user", "content": quoting}]).name == "loop"
+    quoted = "add --verbose, as [scenario:loop] asked"
+    assert book.select([{"role": "user", "content": quoted}]).name == "demo"
+
+
 def test_a_broken_scenario_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "broken.json").write_text('{"name": "x", "turns": []}')
     with pytest.raises(ScenarioError, match=r"broken\.json"):
