@@ -149,6 +149,17 @@ def test_nudge_redirect_and_all_reach_the_stream(
     assert Nudge.from_fields(second).target == f"{sid}/*"
 
 
+def test_approve_without_a_call_ends_a_reviewed_session_done(
+    steerd: DaemonProcess, workdir: Path
+) -> None:
+    sid = run(steerd, "[scenario:review-fix] cli approve", workdir, "--review-rounds", "1")
+    until(lambda: root_status(steerd, sid) == "awaiting_approval", what="the review to end")
+    assert ok(steerd, "approve", sid) == f"{sid}/root  done\n"
+    logs = ok(steerd, "logs", sid)
+    assert "round 1 by a1: last_round (review round 1, the last, found defects)" in logs
+    assert "approve by alice" in logs
+
+
 def test_refusals_and_bad_usage(steerd: DaemonProcess, workdir: Path) -> None:
     assert refused(steerd, "pause", "s-nope") == "unknown session 's-nope'"
     assert refused(steerd, "veto", "s-nope/root", "--reason", "x") == "unknown session 's-nope'"
@@ -160,7 +171,9 @@ def test_refusals_and_bad_usage(steerd: DaemonProcess, workdir: Path) -> None:
     usage = steerd.cli("pause", "/root")
     assert usage.returncode == 2 and "no session in '/root'" in usage.stderr
     assert steerd.cli("run", "x", "--approve", "sometimes").returncode == 2
-    assert steerd.cli("approve", sid).returncode == 2  # CALL missing
+    # Without CALL, approve accepts a whole session's work: one awaiting approval.
+    assert refused(steerd, "approve", sid).endswith("not awaiting approval")
+    assert "leave out /AGENT" in refused(steerd, "approve", f"{sid}/root")
 
     steerd.stop()
     down = steerd.cli("pause", sid)
