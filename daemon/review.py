@@ -21,8 +21,9 @@ NO_FINDINGS = "NO FINDINGS"
 REVIEWER_AUTHOR = "reviewer"
 #: A reviewer looks, it does not touch: no writes, no commands, no subagents.
 REVIEW_TOOL_NAMES = ("read_file", "list_files", "search")
-#: The longest findings note the root agent gets, in characters.
-FINDINGS_NOTE_CHARS = 8_000
+#: The most of the findings a note carries, in UTF-8 bytes: with its preamble it stays
+#: under a nudge's limit (`protocol.wire.MAX_NUDGE_BYTES`).
+FINDINGS_NOTE_BYTES = 12_000
 
 REVIEWER_PROMPT = """\
 You are a reviewer run by steer, looking at work done in the directory {workdir}. \
@@ -89,8 +90,10 @@ def findings_digest(findings: str) -> str:
 def findings_note(findings: str, round_no: int, rounds: int) -> str:
     """What the root agent is told: the findings, and what to do with them."""
     text = findings.strip()
-    if len(text) > FINDINGS_NOTE_CHARS:
-        text = text[:FINDINGS_NOTE_CHARS] + "\n[... findings cut]"
+    encoded = text.encode()
+    if len(encoded) > FINDINGS_NOTE_BYTES:
+        cut = encoded[:FINDINGS_NOTE_BYTES].decode(errors="ignore")
+        text = cut + "\n[... findings cut]"
     return (
         f"A reviewer examined your work (review round {round_no} of {rounds}) and found "
         "these defects. Fix the real ones; if a finding is wrong, say why in one line. "

@@ -19,6 +19,7 @@ from daemon.agent_state import (
 from daemon.errors import CommandError
 from daemon.review import REVIEWER_AUTHOR
 from protocol.events import NudgeReceived, OperatorAction, ReviewFinished, ReviewStarted
+from protocol.wire import MAX_NUDGE_BYTES
 from tests.daemon.test_agent_core import config, messages_of, nudge, reply
 from tests.daemon.test_agent_core_checks import report
 
@@ -74,6 +75,15 @@ def test_findings_go_in_as_a_system_message_from_the_reviewer_after_the_same_pre
     assert messages[-1]["role"] == "system"  # type: ignore[index]
     assert FINDING in messages[-1]["content"]  # type: ignore[index]
     assert "review round 1 of 3" in messages[-1]["content"]  # type: ignore[index]
+
+
+def test_findings_longer_than_a_nudge_are_cut_to_fit() -> None:
+    core = AgentCore(reviewed())
+    core.start()
+    step = core.review_finished(answer(review_asked(core), "1. " + "🐛" * 6_000))
+    (received,) = [e for e in step.events if isinstance(e, NudgeReceived)]
+    assert received.nudge.text.endswith("[... findings cut]")
+    assert len(received.nudge.text.encode()) <= MAX_NUDGE_BYTES
 
 
 def test_no_findings_waits_for_approval_and_approve_ends_it_done() -> None:
