@@ -100,8 +100,9 @@ TOOL_PREVIEW_CHARS = 2_000
 SPAWN_TOOL = "spawn_agents"
 #: Who a correction the daemon makes itself (a failed check, say) is from.
 STEER_AUTHOR = "steer"
-#: The longest check output a failure nudge carries, in characters.
-CHECK_NOTE_TAIL_CHARS = 6_000
+#: The most check output a failure nudge carries, in UTF-8 bytes (the whole note is
+#: cut to a nudge's limit too, `wire.MAX_NUDGE_BYTES`).
+CHECK_NOTE_TAIL_BYTES = 8_000
 #: Statuses an agent rests in at the end of a turn, where a nudge goes in at once.
 AT_REST: frozenset[str] = frozenset({"idle", "failed", "needs_human", "awaiting_approval", "done"})
 
@@ -122,13 +123,13 @@ def check_failure_note(report: CheckReport, max_attempts: int) -> str:
         "the work is not done. Fix the cause, not the checks: do not edit the checks or "
         "the files they rely on."
     ]
-    room = CHECK_NOTE_TAIL_CHARS
+    room = CHECK_NOTE_TAIL_BYTES
     for run in failed:
         ended = "was killed at its timeout" if run.exit_code is None else f"exited {run.exit_code}"
-        tail = run.output_tail[-room:] if room > 0 else ""
-        room -= len(tail)
+        tail = wire.last_bytes(run.output_tail, room)
+        room -= len(tail.encode())
         lines.append(f"\n$ {run.command}\n({ended} after {run.duration_s:.1f}s)\n{tail}".rstrip())
-    return "\n".join(lines)
+    return wire.first_bytes("\n".join(lines), wire.MAX_NUDGE_BYTES)
 
 
 def system_note(nudge: Nudge) -> str:

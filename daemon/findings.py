@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from daemon.agent_state import Finding, ProtectedTouched, RuleBroken
 from protocol.events import Event, ProtectedRefused, ProtectedRestored, RuleViolated
 from protocol.nudges import Nudge
-from protocol.wire import MAX_NUDGE_BYTES
+from protocol.wire import MAX_NUDGE_BYTES, first_bytes
 
 #: Attempts on protected files (refused or undone) after which the agent stops as
 #: needs_human.
@@ -104,7 +104,7 @@ def rule_nudges(
             nudge_id=f"rule-{key}-{n}",
             session=session,
             agent=agent,
-            text=rule_note(found).encode()[:MAX_NUDGE_BYTES].decode(errors="ignore"),
+            text=first_bytes(rule_note(found), MAX_NUDGE_BYTES),
             author="steer",
             sent_at=max(f.at for f in found),
         )

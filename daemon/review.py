@@ -14,6 +14,7 @@ import hashlib
 import re
 
 from daemon.tools import TOOL_SPECS
+from protocol import wire
 
 #: The reviewer's whole answer when it finds nothing to refute.
 NO_FINDINGS = "NO FINDINGS"
@@ -90,10 +91,8 @@ def findings_digest(findings: str) -> str:
 def findings_note(findings: str, round_no: int, rounds: int) -> str:
     """What the root agent is told: the findings, and what to do with them."""
     text = findings.strip()
-    encoded = text.encode()
-    if len(encoded) > FINDINGS_NOTE_BYTES:
-        cut = encoded[:FINDINGS_NOTE_BYTES].decode(errors="ignore")
-        text = cut + "\n[... findings cut]"
+    if len(text.encode()) > FINDINGS_NOTE_BYTES:
+        text = wire.first_bytes(text, FINDINGS_NOTE_BYTES) + "\n[... findings cut]"
     return (
         f"A reviewer examined your work (review round {round_no} of {rounds}) and found "
         "these defects. Fix the real ones; if a finding is wrong, say why in one line. "

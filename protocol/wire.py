@@ -298,6 +298,17 @@ def _decoded(value: object, what: str) -> str:
     raise InvalidEntry(f"{what} is a {type(value).__name__}, not text")
 
 
+def first_bytes(text: str, limit: int) -> str:
+    """The longest start of `text` that is at most `limit` bytes of UTF-8."""
+    return text.encode(errors="ignore")[:limit].decode(errors="ignore")
+
+
+def last_bytes(text: str, limit: int) -> str:
+    """The longest end of `text` that is at most `limit` bytes of UTF-8."""
+    encoded = text.encode(errors="ignore")
+    return encoded[max(0, len(encoded) - limit) :].decode(errors="ignore")
+
+
 def _utf8_size(text: str) -> int | None:
     """The size of TEXT in UTF-8, or None if it has lone surrogates (no UTF-8 for them)."""
     try:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.agent_core import AgentCore
+from daemon.agent_core import AgentCore, check_failure_note
 from daemon.agent_state import AgentConfig, AgentState, CallModel, Interrupt, RunChecks
 from daemon.errors import CommandError
 from protocol.checks import CheckReport, CheckRun
+from protocol.wire import MAX_NUDGE_BYTES
 from tests.daemon.test_agent_core import config, messages_of, nudge, reply
 
 
@@ -124,3 +125,24 @@ def test_checks_on_demand_only_at_the_end_of_a_turn_and_only_when_there_are_some
     done.checks_finished(report(1, passed=True))
     step = done.check_now(author="op")
     assert isinstance(step.action, RunChecks) and done.state.status == "checking"
+
+
+def test_a_failure_note_fits_a_nudge_whatever_the_output() -> None:
+    wide = "€" * 20_000  # 3 bytes each: 60 KB of output
+    runs = [
+        CheckRun(
+            command=f"check-{i} " + "x" * 4_000,
+            exit_code=1,
+            duration_s=1.0,
+            output_tail=wide,
+            digest=str(i),
+            passed=False,
+        )
+        for i in range(8)
+    ]
+    big = CheckReport(attempt=1, runs=runs, workspace="", finished_at=1.0, passed=False, digest="d")
+    note = check_failure_note(big, 3)
+    assert MAX_NUDGE_BYTES - 4 <= len(note.encode()) <= MAX_NUDGE_BYTES
+    core, _ = ended_turn(checked())
+    step = core.checks_finished(big)  # a valid Nudge carries it
+    assert isinstance(step.action, CallModel)
