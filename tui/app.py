@@ -23,6 +23,7 @@ from textual.widgets import Footer
 from protocol.commands import (
     Ack,
     Approve,
+    ApproveSession,
     Deny,
     Pause,
     Redirect,
@@ -338,7 +339,18 @@ class SteerApp(App[None]):
         self.push_screen(VetoScreen(name, what), decided)
 
     def action_approve(self) -> None:
-        if (row := self._target()) is None or (call := self._first_approval(row)) is None:
+        if (row := self._target()) is None:
+            return
+        if row.agent.status == "awaiting_approval" and not row.agent.approvals:
+            # Its checks passed and its review is over: accept the work, ending it done.
+            self.send(
+                f"approve the work of {row.session.id}",
+                ApproveSession,
+                session=row.session.id,
+                author=self.author,
+            )
+            return
+        if (call := self._first_approval(row)) is None:
             return
         self.send(
             f"approve {call} on {row.agent.address}",

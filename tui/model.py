@@ -228,12 +228,14 @@ class DashboardModel:
 
     def attention(self) -> list[AgentView]:
         """Agents that wait for the operator: those that need a human (their checks
-        failed for good), then pending approvals, then failures."""
+        failed for good), then pending approvals, then failures, then reviewed work
+        awaiting approval."""
         agents = [a for s in self.sessions.values() for a in s.agents.values()]
         stuck = [a for a in agents if a.status == "needs_human"]
         waiting = [a for a in agents if a.status == "waiting" or a.approvals]
         failed = [a for a in agents if a.status == "failed" and a not in waiting]
-        return stuck + [a for a in waiting if a not in stuck] + failed
+        reviewed = [a for a in agents if a.status == "awaiting_approval" and a not in waiting]
+        return stuck + [a for a in waiting if a not in stuck] + failed + reviewed
 
     # -- feeding ------------------------------------------------------------------
 

@@ -77,8 +77,10 @@ VERBS: tuple[Verb, ...] = (
         "approve",
         "a",
         "Approve",
-        "Approve the pending tool call",
-        "Let the selected agent's first tool call that waits for approval run.",
+        "Approve the pending tool call, or the reviewed work",
+        "Let the selected agent's first tool call that waits for approval run; on a "
+        "session awaiting approval (checks passed, review over), accept its work: it "
+        "ends as done.",
     ),
     Verb(
         "deny",

@@ -423,3 +423,22 @@ async def test_a_session_that_needs_a_human_stands_out_and_bang_selects_it(
         # The calm session has no checks: no panel.
         await dash.select(calm)
         await dash.until(lambda: not checks.display, "the checks panel hidden")
+
+
+async def test_reviewed_work_awaiting_approval_is_accepted_with_a(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    sid = await start(
+        daemon,
+        f"[scenario:review-fix] tui: review {tmp_path.name}",
+        tmp_path,
+        checks=["test -f answer.txt"],
+        review_rounds=3,
+    )
+    async with dashboard(daemon, select=sid) as dash:
+        await dash.status_is(sid, "awaiting_approval")
+        await dash.press("exclamation_mark")  # reviewed work waits for the operator too
+        assert dash.selected == (sid, "root")
+        await dash.press("a")
+        assert (await dash.ack("approve the work")).ok
+        await dash.status_is(sid, "done")
