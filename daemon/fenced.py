@@ -11,6 +11,10 @@ errors half-way keeps what it wrote too. So every write of a session goes throug
   (`Conflict`);
 - every key an op touches is of the op's type or absent (`BadKey`).
 
+A write that acknowledges nudge entries also trims the nudge stream of every entry
+all its groups have read and acknowledged (never an unread or pending one), in the same
+script, so no XADD can land between the look at the groups and the trim.
+
 A write that adds frames also publishes `<sid> <first seq>` (`Batch.announce`), so
 daemons that do not own the session can relay them to their subscribers.
 
@@ -52,6 +56,37 @@ class BadKey(FenceError):
 
 
 _WRITE = """
+-- Whether stream id a < b, exactly: ids are canonical `<ms>-<seq>` decimals, so the
+-- longer number is the larger, and of two as long the lexically larger.
+local function id_less(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  if #am ~= #bm then return #am < #bm end
+  if am ~= bm then return am < bm end
+  if #as ~= #bs then return #as < #bs end
+  return as < bs
+end
+-- Drop the entries of a stream every group has read and acknowledged: those before
+-- its oldest pending entry and before its last delivered one (kept: the lowest id
+-- XTRIM MINID may keep without arithmetic on ids). An unread entry comes after the
+-- last delivered id, a pending one at or after the oldest pending: neither goes.
+-- O(1) per group (XINFO GROUPS, the XPENDING summary) plus the entries dropped.
+local function trim_acked(key)
+  local groups = redis.pcall('XINFO', 'GROUPS', key)
+  if type(groups) ~= 'table' or groups.err or #groups == 0 then return end
+  local floor = nil
+  for _, group in ipairs(groups) do
+    local g = {}
+    for j = 1, #group, 2 do g[group[j]] = group[j + 1] end
+    local keep = g['last-delivered-id']
+    if g['pending'] > 0 then
+      local oldest = redis.call('XPENDING', key, g['name'])[2]
+      if id_less(oldest, keep) then keep = oldest end
+    end
+    if floor == nil or id_less(keep, floor) then floor = keep end
+  end
+  redis.call('XTRIM', key, 'MINID', floor)
+end
 local token, expected = ARGV[1], ARGV[2]
 if redis.call('GET', KEYS[1]) ~= token then
   return redis.error_reply('FENCED the session is not owned by ' .. token)
@@ -76,7 +111,7 @@ end
 i = i + 1
 local first = i
 local types = {RPUSH='list', SET='string', HSET='hash', HDEL='hash', SADD='set',
-                XADD='stream', XACK='stream'}
+                XADD='stream', XACK='stream', TRIMACKED='stream'}
 while i <= #ARGV do
   local key = KEYS[tonumber(ARGV[i + 1])]
   local want = types[ARGV[i]]
@@ -90,7 +125,11 @@ end
 i = first
 while i <= #ARGV do
   local n = tonumber(ARGV[i + 2])
-  redis.call(ARGV[i], KEYS[tonumber(ARGV[i + 1])], unpack(ARGV, i + 3, i + 2 + n))
+  if ARGV[i] == 'TRIMACKED' then
+    pcall(trim_acked, KEYS[tonumber(ARGV[i + 1])])  -- a failed trim keeps the write
+  else
+    redis.call(ARGV[i], KEYS[tonumber(ARGV[i + 1])], unpack(ARGV, i + 3, i + 2 + n))
+  end
   i = i + 3 + n
 end
 if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
@@ -219,8 +258,12 @@ class Batch:
         self._op("XADD", key, [entry_id, *(x for pair in fields.items() for x in pair)])
 
     def xack(self, key: str, group: str, ids: Sequence[str]) -> None:
+        """Acknowledge `ids`, then trim the stream of what every group has acknowledged
+        (the nudge stream stays as long as its unread and pending entries)."""
         for start in range(0, len(ids), MAX_OP_ARGS):
             self._op("XACK", key, [group, *ids[start : start + MAX_OP_ARGS]])
+        if ids:
+            self.ops += ["TRIMACKED", str(self._index(key)), "0"]
 
     def args(self, token: str) -> list[str]:
         expected = "" if self.after_seq is None else str(self.after_seq)
