@@ -8,10 +8,13 @@ Two cursors per session keep it exact across snapshots, replays and reconnects:
 - `agg_seq`: the aggregates (status, requests, usage, cost, approvals, activity) are
   current as of this seq. A snapshot sets them and the seq it was taken at; a frame
   changes them only if it is newer.
-- `log_seq`: the transcripts are built from frames 1..log_seq, in order, with no gap;
-  None while the session's history is not loaded (a dashboard over a thousand
-  sessions replays only those someone looks at). A frame beyond log_seq + 1 is left
-  for the replay that brings it in order.
+- `log_seq`: the transcripts are built from frames 1..log_seq, in order; None while
+  the session's history is not loaded (a dashboard over a thousand sessions replays
+  only those someone looks at). Before the replay brings frame 1, a frame beyond
+  log_seq + 1 is a live one that overtook it, left for the replay to bring in order.
+  Once frame 1 is in, frames come in order on one subscription (the hub resyncs a
+  subscriber rather than skip a frame), so a later gap is one in the store: frames
+  dropped by compaction (daemon/compaction.py), and the transcript goes on past it.
 
 `since()` is what to resubscribe with after a reconnect or a resync: for each
 session the lower cursor, so neither misses a frame; frames seen twice are no-ops.
@@ -279,7 +282,9 @@ class DashboardModel:
             view = self.sessions[frame.session] = SessionView(event.spec, log_seq=0)
             self.structure += 1
         fresh_agg = frame.seq > view.agg_seq
-        fresh_log = view.log_seq is not None and frame.seq == view.log_seq + 1
+        fresh_log = view.log_seq is not None and (
+            frame.seq == view.log_seq + 1 or 0 < view.log_seq < frame.seq
+        )
         if not (fresh_agg or fresh_log):
             return
         if isinstance(event, NudgeReceived):
