@@ -43,6 +43,7 @@ from daemon.agent_state import (
     Message,
     ModelReply,
     NudgeChanges,
+    PartialUsage,
     ReviewReport,
     RunChecks,
     RunReview,
@@ -51,9 +52,9 @@ from daemon.agent_state import (
     ToolCall,
     ToolResult,
 )
-from daemon.catalog import cost_usd
 from daemon.errors import CommandError
 from daemon.policy import needs_approval
+from daemon.prices import DEFAULT_PRICES, PriceTable
 from daemon.review import (
     REVIEWER_AUTHOR,
     findings_digest,
@@ -86,7 +87,7 @@ from protocol.events import (
     ToolFinished,
 )
 from protocol.nudges import DeliveryPath, Nudge
-from protocol.sessions import AgentStatus, AgentSummary, PendingApproval
+from protocol.sessions import AgentStatus, AgentSummary, PendingApproval, Usage
 
 #: The user turn that opens a boundary for a nudge to an agent that ended its turn.
 IDLE_USER_TURN = "The operator has a note for you; it follows."
@@ -149,8 +150,11 @@ class AgentCore:
         *,
         pending: Sequence[Nudge] = (),
         seen: Iterable[str] = (),
+        prices: PriceTable = DEFAULT_PRICES,
     ) -> None:
         self.config = config
+        #: What its requests cost (the daemon's table: built in, or its price file).
+        self.prices = prices
         self.state = state if state is not None else AgentState()
         self._messages: list[Message] = list(messages)
         self._persisted = len(self._messages)
@@ -300,7 +304,7 @@ class AgentCore:
     def model_replied(self, reply: ModelReply) -> Step:
         self._expect("model")
         step = Step()
-        cache = self._record_usage(reply)
+        cache, cost = self._record_usage(reply)
         step.events.append(
             ModelReplied(
                 agent=self.config.agent,
@@ -311,7 +315,13 @@ class AgentCore:
                 usage=reply.usage,
                 cost_usd=self.state.cost_usd,
                 cache=cache,
+                request_cost_usd=cost,
             )
+        )
+        # What the same request would have cost had the cache been lost: the saving
+        # the nudges' append-only delivery bought.
+        cold = self.prices.cost_if_cache_lost(
+            self.config.model, reply.usage, cache_write_1h_tokens=reply.cache_write_1h_tokens
         )
         step.events.extend(
             NudgeDelivered(
@@ -320,6 +330,10 @@ class AgentCore:
                 path=n.path,
                 request_no=n.request_no,
                 cache=cache,
+                tokens_added=n.tokens_added,
+                request_cost_usd=cost,
+                cost_if_cache_lost_usd=cold,
+                cache_saving_usd=None if cold is None or cost is None else cold - cost,
             )
             for n in self.state.in_flight
         )
@@ -334,6 +348,7 @@ class AgentCore:
             # A truncated turn can hold half a tool_use: it is dropped, never appended.
             return self._fail(step, f"the reply stopped on {reply.stop_reason} and was dropped")
         self._append({"role": "assistant", "content": list(reply.content)})
+        self.state.counted_output_tokens = reply.usage.output_tokens  # in the next prompt
         calls = _tool_calls(self._messages[-1])
         if reply.stop_reason == "tool_use" and calls:
             return self._begin_tools(step, calls)
@@ -353,9 +368,12 @@ class AgentCore:
         self._expect("tools")
         return self._finish_tools(Step(), list(results))
 
-    def interrupted(self, results: Iterable[ToolResult] = ()) -> Step:
+    def interrupted(
+        self, results: Iterable[ToolResult] = (), usage: PartialUsage | None = None
+    ) -> Step:
         """The running action was cancelled as asked; `results` are the tool calls of
-        the batch that did finish. A cancelled model turn is dropped, never appended."""
+        the batch that did finish. A cancelled model turn is dropped, never appended,
+        but costed: `usage` is what the request consumed until then, if it is known."""
         busy, reason = self._busy, self._interrupting or "operator"
         if busy not in ("model", "tools", "checks", "review"):
             raise RuntimeError(f"{self._name} has no running action to interrupt")
@@ -366,8 +384,16 @@ class AgentCore:
         if busy in ("checks", "review"):
             # Checks and reviews give way to the operator: a nudge goes in, a veto ends it.
             return step if self.state.status == "vetoed" else self._go_on(step)
+        cost = self._charge(usage.usage, usage.cache_write_1h_tokens) if usage is not None else None
         step.events.append(
-            ModelCancelled(agent=self.config.agent, request_no=self.state.requests, reason=reason)
+            ModelCancelled(
+                agent=self.config.agent,
+                request_no=self.state.requests,
+                reason=reason,
+                usage=usage.usage if usage is not None else None,
+                request_cost_usd=cost,
+                cost_usd=self.state.cost_usd,
+            )
         )
         if self.state.status == "vetoed":
             return step
@@ -873,8 +899,16 @@ class AgentCore:
     def _applied(self, step: Step, nudges: list[Nudge], path: DeliveryPath) -> None:
         request_no = self.state.requests + 1
         for nudge in nudges:
+            # Measured as `_count_nudge_tokens` measures the messages it lands in.
+            note: JsonValue = (
+                system_note(nudge)
+                if path == "system_message"
+                else {"type": "text", "text": user_note(nudge)}
+            )
             self.state.in_flight.append(
-                InFlightNudge(nudge_id=nudge.nudge_id, path=path, request_no=request_no)
+                InFlightNudge(
+                    nudge_id=nudge.nudge_id, path=path, request_no=request_no, chars=_chars(note)
+                )
             )
             step.events.append(
                 NudgeApplied(
@@ -911,30 +945,59 @@ class AgentCore:
         step.action = CallModel(self.state.requests, self.render_request())
         return step
 
-    def _record_usage(self, reply: ModelReply) -> CacheReport:
+    def _record_usage(self, reply: ModelReply) -> tuple[CacheReport, float | None]:
+        """Count an answered request: its cache report, and its cost (None: no price)."""
         usage = reply.usage
         prior = self.state.last_prompt_tokens
         prompt = usage.prompt_tokens
-        write_1h = min(reply.cache_write_1h_tokens, usage.cache_creation_input_tokens)
-        self.state.usage = self.state.usage + usage
-        self.state.cost_usd += cost_usd(
-            self.config.model,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_read_input_tokens=usage.cache_read_input_tokens,
-            cache_write_5m_tokens=usage.cache_creation_input_tokens - write_1h,
-            cache_write_1h_tokens=write_1h,
-        )
+        cost = self._charge(usage, reply.cache_write_1h_tokens)
         self.state.last_message_id = reply.message_id
         self.state.last_prompt_tokens = prompt
         self.state.last_cached_share = usage.cache_read_input_tokens / prompt if prompt else None
-        return CacheReport(
+        report = CacheReport(
             prompt_tokens=prompt,
             cache_read_input_tokens=usage.cache_read_input_tokens,
             prior_prompt_tokens=prior,
             prior_cached_share=usage.cache_read_input_tokens / prior if prior else None,
             cache_miss_reason=reply.cache_miss_reason,
         )
+        return report, cost
+
+    def _charge(self, usage: Usage, cache_write_1h_tokens: int) -> float | None:
+        """Add a request's usage and cost to the agent's totals (once unpriced, its cost
+        stays unknown); its cost, None without a price."""
+        model, state = self.config.model, self.state
+        cost = self.prices.cost(model, usage, cache_write_1h_tokens=cache_write_1h_tokens)
+        state.usage = state.usage + usage
+        state.cost_usd = None if cost is None or state.cost_usd is None else state.cost_usd + cost
+        self._count_nudge_tokens(usage.prompt_tokens)
+        return cost
+
+    def _count_nudge_tokens(self, prompt_tokens: int) -> None:
+        """Give the nudges in flight not yet counted the tokens they added: what this
+        prompt holds beyond the last counted request's prompt and kept output, shared
+        among what was appended since (idle turns aside) by characters. An estimate:
+        the API tokenizes, and drops old thinking, on its side."""
+        state = self.state
+        added = max(0, prompt_tokens - (state.counted_prompt_tokens or 0))
+        added = max(0, added - state.counted_output_tokens)
+        appended = [
+            m.get("content")
+            for m in self._messages[state.counted_messages :]
+            if m.get("role") != "assistant" and m.get("content") != IDLE_USER_TURN
+        ]
+        total = sum(_chars(content) for content in appended)
+        state.in_flight = [
+            n
+            if n.tokens_added is not None
+            else n.model_copy(
+                update={"tokens_added": min(added, round(added * n.chars / total)) if total else 0}
+            )
+            for n in state.in_flight
+        ]
+        state.counted_prompt_tokens = prompt_tokens
+        state.counted_output_tokens = 0  # set again once a reply is appended
+        state.counted_messages = len(self._messages)
 
 
 @dataclass(slots=True)
@@ -960,6 +1023,17 @@ def _tool_calls(message: Message) -> tuple[ToolCall, ...]:
                 )
             )
     return tuple(calls)
+
+
+def _chars(value: JsonValue) -> int:
+    """Characters of the text in a message's content (its JSON's strings, keys aside)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(_chars(item) for item in value)
+    if isinstance(value, dict):
+        return sum(_chars(item) for item in value.values())
+    return 0
 
 
 def _text_of(content: list[dict[str, JsonValue]]) -> str:

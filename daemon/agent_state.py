@@ -73,6 +73,10 @@ class InFlightNudge(BaseModel):
     nudge_id: str
     path: DeliveryPath
     request_no: int
+    #: Characters of its note as appended: its share of what entered the prompt with it.
+    chars: int = 0
+    #: Prompt tokens it added, once a request carrying it reported its usage.
+    tokens_added: int | None = None
 
 
 class Approval(BaseModel):
@@ -102,7 +106,15 @@ class AgentState(BaseModel):
     last_prompt_tokens: int | None = None
     last_cached_share: float | None = None
     usage: Usage = Field(default_factory=Usage)
-    cost_usd: float = 0.0
+    #: USD so far, cancelled requests included; None: no price for its model.
+    cost_usd: float | None = 0.0
+    #: The last request whose usage is known (answered, or cancelled after its
+    #: `message_start`): its prompt tokens, its output tokens that entered the
+    #: conversation, and its messages. What the next prompt holds beyond them is what
+    #: was added since (a nudge's tokens are its share of that).
+    counted_prompt_tokens: int | None = None
+    counted_output_tokens: int = 0
+    counted_messages: int = 0
     in_flight: list[InFlightNudge] = Field(default_factory=list)
     error: str | None = None
     #: Pause at the next boundary (set by `pause`, cleared when it takes effect).
@@ -192,6 +204,15 @@ class ModelReply:
     usage: Usage
     cache_write_1h_tokens: int = 0
     cache_miss_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PartialUsage:
+    """What a cancelled request consumed: its `message_start` usage, with the output
+    streamed before the cancel (estimated, `daemon.model_client.StreamProgress`)."""
+
+    usage: Usage
+    cache_write_1h_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from daemon.client import EXIT_UNREACHABLE, NOT_RUNNING, ClientError, DaemonClient
+from daemon.cost_report import cost_report, cost_table
 from daemon.paths import DAEMON_FILE, TOKEN_FILE, steer_home
 from daemon.render import (
     address,
@@ -161,6 +162,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=int, default=0, help="only events after this sequence number")
     p.add_argument("--json", action="store_true", help="one frame as JSON per line")
     p.set_defaults(func=_logs)
+
+    p = _command(
+        sub,
+        "cost",
+        help="what a session cost: by agent (subagents under their parents, cancelled "
+        "requests included) and by nudge (tokens added, and what keeping the cache saved)",
+    )
+    p.add_argument("session", metavar="SESSION", help="a session (id, unique id prefix or name)")
+    p.add_argument("--json", action="store_true", help="the report as one JSON object")
+    p.set_defaults(func=_cost)
 
     p = _command(
         sub,
@@ -403,6 +414,7 @@ def _author_arg(parser: argparse.ArgumentParser) -> None:
 def _daemon(args: argparse.Namespace) -> int:
     from daemon.home_lock import HomeBusy
     from daemon.logfmt import LogFormatter
+    from daemon.prices import PriceFileError
     from daemon.redis_server import RedisUnavailable
     from daemon.service import serve
     from daemon.settings import Settings
@@ -413,7 +425,7 @@ def _daemon(args: argparse.Namespace) -> int:
     try:
         network = {} if args.sandbox_network is None else {"sandbox_network": args.sandbox_network}
         asyncio.run(serve(Settings(**network)))
-    except (RedisUnavailable, HomeBusy) as exc:
+    except (RedisUnavailable, HomeBusy, PriceFileError) as exc:
         print(f"steer: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -560,9 +572,25 @@ def _why(reason: str | None) -> str:
 
 def _logs(args: argparse.Namespace) -> int:
     params = {"since": args.since, "follow": args.follow}
-    for line in _client().lines(_session_path(args.session, "events"), **params):
-        text = safe_json(line) if args.json else frame_line(Frame.model_validate_json(line))
-        print(text, flush=True)
+    client = _client()
+    simulated = False
+    if not args.json:  # costs are labelled simulated when the session's are
+        session = SessionSummary.model_validate(client.get(_session_path(args.session)))
+        simulated = session.spec.simulated
+    for line in client.lines(_session_path(args.session, "events"), **params):
+        if args.json:
+            print(safe_json(line), flush=True)
+        else:
+            print(frame_line(Frame.model_validate_json(line), simulated=simulated), flush=True)
+    return 0
+
+
+def _cost(args: argparse.Namespace) -> int:
+    client = _client()
+    session = SessionSummary.model_validate(client.get(_session_path(args.session)))
+    lines = client.lines(_session_path(session.spec.id, "events"))
+    report = cost_report(session, (Frame.model_validate_json(line) for line in lines))
+    print(safe_json(report.model_dump_json()) if args.json else cost_table(report))
     return 0
 
 

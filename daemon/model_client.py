@@ -3,22 +3,71 @@ implementation on the official `anthropic` SDK (AsyncAnthropic, streaming).
 
 Retries are the SDK's (`max_retries`); what still fails becomes a `ModelCallError`
 the core turns into a visible, resumable `failed` state. Cancelling `complete`
-closes the HTTP stream (the SDK does that when its context manager exits).
+closes the HTTP stream (the SDK does that when its context manager exits); what
+the request consumed until then is in its `StreamProgress`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anthropic
 import httpx2
 from pydantic import JsonValue
 
-from daemon.agent_state import ModelReply
+from daemon.agent_state import ModelReply, PartialUsage
 from protocol.sessions import Usage
 
 TextSink = Callable[[str], None]
+#: Characters per output token when estimating a cut stream's output (English prose
+#: and code run at about 3.5 to 4.5 on the API's tokenizer; the simulator counts 4).
+CHARS_PER_TOKEN = 4
+#: Which field of each content_block_delta carries streamed output.
+_DELTA_TEXT = {
+    "text_delta": "text",
+    "input_json_delta": "partial_json",
+    "thinking_delta": "thinking",
+}
+
+
+@dataclass(slots=True)
+class StreamProgress:
+    """What a streaming request had reported when it ended: `message_start`'s usage
+    (input and cache figures are final there) and the output characters streamed
+    since. The final output count comes only with `message_delta`, at the end, so a
+    cancelled stream's output is estimated from the characters it streamed."""
+
+    started: PartialUsage | None = None
+    streamed_chars: int = 0
+
+    def on_event(self, event: Any) -> None:
+        if event.type == "message_start":
+            usage = event.message.usage
+            creation = getattr(usage, "cache_creation", None)
+            self.started = PartialUsage(
+                usage=_usage_of(usage),
+                cache_write_1h_tokens=(creation.ephemeral_1h_input_tokens or 0) if creation else 0,
+            )
+        elif event.type == "content_block_delta":
+            field = _DELTA_TEXT.get(event.delta.type)
+            if field is not None:
+                self.streamed_chars += len(getattr(event.delta, field, "") or "")
+
+    def consumed(self) -> PartialUsage | None:
+        """The usage so far: None before `message_start`; the output is the streamed
+        characters over `CHARS_PER_TOKEN`, rounded up (at least what message_start said)."""
+        if self.started is None:
+            return None
+        usage = self.started.usage
+        streamed = math.ceil(self.streamed_chars / CHARS_PER_TOKEN)
+        output = max(usage.output_tokens, streamed)
+        return PartialUsage(
+            usage=usage.model_copy(update={"output_tokens": output}),
+            cache_write_1h_tokens=self.started.cache_write_1h_tokens,
+        )
 
 
 class ModelCallError(Exception):
@@ -31,7 +80,10 @@ class ModelCallError(Exception):
 
 class ModelClient(Protocol):
     async def complete(
-        self, request: dict[str, JsonValue], on_text: TextSink | None = None
+        self,
+        request: dict[str, JsonValue],
+        on_text: TextSink | None = None,
+        progress: StreamProgress | None = None,
     ) -> ModelReply: ...
 
 
@@ -43,7 +95,10 @@ class AnthropicModelClient:
         await self._client.close()
 
     async def complete(
-        self, request: dict[str, JsonValue], on_text: TextSink | None = None
+        self,
+        request: dict[str, JsonValue],
+        on_text: TextSink | None = None,
+        progress: StreamProgress | None = None,
     ) -> ModelReply:
         kwargs: dict[str, Any] = dict(request)
         betas = kwargs.pop("betas", None)
@@ -55,6 +110,8 @@ class AnthropicModelClient:
             )
             async with manager as stream:
                 async for event in stream:
+                    if progress is not None:
+                        progress.on_event(event)
                     if on_text is not None and event.type == "text":
                         on_text(event.text)
                 final = await stream.get_final_message()
@@ -84,12 +141,16 @@ def _reply_of(message: Any) -> ModelReply:
         message_id=message.id,
         content=[block.to_dict(mode="json") for block in message.content],
         stop_reason=message.stop_reason,
-        usage=Usage(
-            input_tokens=usage.input_tokens,
-            cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
-            cache_read_input_tokens=usage.cache_read_input_tokens or 0,
-            output_tokens=usage.output_tokens,
-        ),
+        usage=_usage_of(usage),
         cache_write_1h_tokens=(creation.ephemeral_1h_input_tokens or 0) if creation else 0,
         cache_miss_reason=getattr(reason, "type", None),
+    )
+
+
+def _usage_of(usage: Any) -> Usage:
+    return Usage(
+        input_tokens=usage.input_tokens or 0,
+        cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
+        cache_read_input_tokens=usage.cache_read_input_tokens or 0,
+        output_tokens=usage.output_tokens or 0,
     )

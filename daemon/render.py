@@ -17,6 +17,7 @@ from typing import assert_never
 
 from pydantic import JsonValue
 
+from daemon.cost_report import usd_text
 from protocol.checks import CheckReport
 from protocol.envelope import Frame
 from protocol.events import (
@@ -73,7 +74,7 @@ def session_table(sessions: Sequence[SessionSummary]) -> str:
                 s.spec.model,
                 str(s.requests),
                 f"{usage.prompt_tokens + usage.output_tokens:,}",
-                f"${s.cost_usd:.4f}",
+                usd_text(s.cost_usd, simulated=s.spec.simulated, compact=True),
                 percent(root.last_cached_share if root else None),
             )
         )
@@ -148,7 +149,8 @@ def agent_header(session: SessionSummary, agent: AgentSummary, *, reason: str | 
     and its pending approvals."""
     lines = [
         f"{address(agent)}  {agent.status}  model={agent.model}  requests={agent.requests}  "
-        f"cost=${agent.cost_usd:.4f}  cache={percent(agent.last_cached_share)}"
+        f"cost={usd_text(agent.cost_usd, simulated=session.spec.simulated)}  "
+        f"cache={percent(agent.last_cached_share)}"
         + (f"  name={agent.name}" if agent.name else "")
         + (f"  parent={agent.parent}" if agent.parent else "")
     ]
@@ -214,14 +216,35 @@ def _table(cells: Sequence[Sequence[str]]) -> str:
     )
 
 
-def frame_line(frame: Frame) -> str:
+def frame_line(frame: Frame, *, simulated: bool = False) -> str:
+    """One event as a line; `simulated`: its session's costs are labelled so."""
     clock = time.strftime("%H:%M:%S", time.localtime(frame.ts))
     event = frame.event
     who = event.agent or "-"
-    return visible(f"{clock} #{frame.seq:<4} {who:<8} {event.type:<18} {_details(frame)}".rstrip())
+    details = _details(frame, simulated) + _cost_details(frame, simulated)
+    return visible(f"{clock} #{frame.seq:<4} {who:<8} {event.type:<18} {details}".rstrip())
 
 
-def _details(frame: Frame) -> str:
+def _cost_details(frame: Frame, simulated: bool) -> str:
+    """What a request cost, after its event's details (events stored before requests
+    were costed one by one show none)."""
+
+    def usd(amount: float | None) -> str:
+        return usd_text(amount, simulated=simulated, compact=True)
+
+    match frame.event:
+        case ModelCancelled(usage=u, request_cost_usd=cost) if u is not None:
+            return f" ({u.prompt_tokens:,} in, ~{u.output_tokens:,} out streamed) [{usd(cost)}]"
+        case NudgeDelivered(tokens_added=tokens, request_cost_usd=cost) if tokens is not None:
+            cold, saving = frame.event.cost_if_cache_lost_usd, frame.event.cache_saving_usd
+            return (
+                f"; added {tokens:,} tokens; request {usd(cost)}, {usd(cold)} had the cache "
+                f"been lost (saved {usd(saving)})"
+            )
+    return ""
+
+
+def _details(frame: Frame, simulated: bool = False) -> str:
     match frame.event:
         case SessionCreated(spec=spec):
             return f"{spec.name} model={spec.model} workdir={spec.workdir} task={_cut(spec.task)}"
@@ -236,9 +259,14 @@ def _details(frame: Frame) -> str:
                 f", nudges {', '.join(nudges)}" if nudges else ""
             )
         case ModelReplied(request_no=n, stop_reason=stop, usage=u, cache=c, text=text):
+            cost = frame.event.request_cost_usd
+            # Events stored before requests were costed one by one have no cost of their own.
+            priced = cost is not None or frame.event.cost_usd is None
             return (
                 f"request {n} {stop}: {u.prompt_tokens:,} in ({percent(c.prior_cached_share)} "
-                f"of prior prompt cached), {u.output_tokens:,} out  {_cut(text)}"
+                f"of prior prompt cached), {u.output_tokens:,} out"
+                + (f" [{usd_text(cost, simulated=simulated)}]" if priced else "")
+                + f"  {_cut(text)}"
             )
         case ModelCancelled(request_no=n, reason=reason):
             return f"request {n} cancelled: {reason}"

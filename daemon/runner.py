@@ -37,7 +37,7 @@ from daemon.checks import run_checks
 from daemon.errors import CommandError
 from daemon.fenced import FenceError
 from daemon.guards import Guard
-from daemon.model_client import ModelCallError, ModelClient
+from daemon.model_client import ModelCallError, ModelClient, StreamProgress
 from daemon.store import Store
 from daemon.tools import ToolOutcome, Workspace, run_tool
 from daemon.tools.sandbox import Sandbox
@@ -125,6 +125,8 @@ class AgentRunner:
         self._action: asyncio.Task[Outcome] | None = None
         #: Results of the running tool batch so far, for an interrupted batch.
         self._finished_tools: list[ToolResult] = []
+        #: What the running model call has streamed so far: a cancelled one is costed.
+        self._progress: StreamProgress | None = None
         #: The agent as of its last commit (the core runs ahead of it during a commit).
         self.summary: AgentSummary
         #: Set while the agent is done, failed or vetoed.
@@ -183,7 +185,8 @@ class AgentRunner:
             return
         self._action = None
         if task.cancelled():
-            await self._apply(self.core.interrupted(list(self._finished_tools)))
+            consumed = self._progress.consumed() if self._progress is not None else None
+            await self._apply(self.core.interrupted(list(self._finished_tools), consumed))
             return
         exc = task.exception()
         if isinstance(exc, ModelCallError):
@@ -211,7 +214,9 @@ class AgentRunner:
             self._on_frames(frames)
         match step.action:
             case CallModel():
-                self._start_action(self._call_model(step.action))
+                progress = StreamProgress()
+                self._start_action(self._call_model(step.action, progress))
+                self._progress = progress
             case RunTools():
                 self._finished_tools = []
                 self._start_action(self._run_tools(step.action))
@@ -243,6 +248,7 @@ class AgentRunner:
     ) -> None:
         task = asyncio.ensure_future(coro)
         self._action = task
+        self._progress = None  # a model call sets its own
         task.add_done_callback(lambda t: self._inbox.put_nowait(ActionEnded(t)))
 
     async def _commit(self, step: Step, acks: list[str]) -> list[Frame]:
@@ -278,9 +284,9 @@ class AgentRunner:
                 except (RedisError, OSError):
                     raise_if_cancelled()
 
-    async def _call_model(self, action: CallModel) -> ModelReply:
+    async def _call_model(self, action: CallModel, progress: StreamProgress) -> ModelReply:
         try:
-            return await self._model.complete(action.request, self._text_sink(action))
+            return await self._model.complete(action.request, self._text_sink(action), progress)
         except ModelCallError:
             raise
         except Exception as exc:

@@ -36,6 +36,7 @@ from daemon.hub import Hub
 from daemon.keys import Keys
 from daemon.model_client import AnthropicModelClient
 from daemon.paths import DAEMON_FILE, TOKEN_FILE, write_private
+from daemon.prices import load_prices
 from daemon.redis_clients import RedisClients
 from daemon.redis_health import RedisMonitor
 from daemon.redis_server import ensure_embedded, revive_embedded
@@ -68,6 +69,7 @@ async def serve(settings: Settings) -> None:
 async def _serve(settings: Settings, home: Path) -> None:
     started = time.monotonic()
     (home / DAEMON_FILE).unlink(missing_ok=True)  # we hold the lock: any left is stale
+    prices = load_prices(settings.prices, home)  # a bad price file stops the start here
     redis_url = settings.redis_url or ensure_embedded(home)
     # One line and exit 2 if steer must not run on it; which kind of Redis it is.
     cluster = (await redis_checks.check(redis_url)).cluster
@@ -106,6 +108,8 @@ async def _serve(settings: Settings, home: Path) -> None:
             info={"url": f"http://127.0.0.1:{port}", "host": socket.gethostname()},
             on_frames=hub.publish,
             on_delta=hub.publish_delta,
+            prices=prices,
+            simulated=simulator_url is not None,
         )
         await supervisor.start()
         stack.push_async_callback(supervisor.stop)

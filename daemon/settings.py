@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     sim_token_rate: float = 40.0
     #: Extra scenario files for the embedded simulator (a directory of JSON files).
     sim_scenarios: Path | None = None
+    #: A TOML price table over the built-in one (`daemon.prices`); None: STEER_HOME/
+    #: prices.toml if it exists.
+    prices: Path | None = None
     anthropic_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("ANTHROPIC_API_KEY")
     )

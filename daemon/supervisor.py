@@ -44,6 +44,7 @@ from daemon.guards import Globs, Guard, ProtectedFile, capture, default_protect,
 from daemon.intake import NudgeIntake
 from daemon.model_client import ModelClient
 from daemon.ownership import LEASE_TTL_MS, Ownership
+from daemon.prices import DEFAULT_PRICES, PriceTable
 from daemon.prompts import system_prompt
 from daemon.relay import Relay
 from daemon.review import (
@@ -88,7 +89,13 @@ class Supervisor:
         lease_ttl_ms: int = LEASE_TTL_MS,
         on_frames: FrameSink | None = None,
         on_delta: DeltaSink | None = None,
+        prices: PriceTable = DEFAULT_PRICES,
+        simulated: bool = False,
     ) -> None:
+        #: What requests cost, and whether the model is the bundled simulator (its
+        #: sessions' costs are labelled simulated).
+        self.prices = prices
+        self._simulated = simulated
         self.store = store
         self._model = model
         self._default_model = default_model
@@ -176,6 +183,7 @@ class Supervisor:
             check_timeout_s=request.check_timeout_s,
             protect=protect,
             review_rounds=request.review_rounds,
+            simulated=self._simulated,
         )
         root = AgentConfig(
             session=sid,
@@ -210,7 +218,7 @@ class Supervisor:
             return await self.create_session(request)
         self._publish(frames)
         self._open(spec, protected=protected)
-        self._launch(AgentCore(root))
+        self._launch(AgentCore(root, prices=self.prices))
         self.intake.open(sid)
         await self.relay.open(sid)
         log.info("session.created sid=%s name=%s model=%s", sid, spec.name, model)
@@ -462,7 +470,8 @@ class Supervisor:
         """Store a new subagent and start it once a slot is free."""
         sid = config.session
         state = AgentState(status="queued")
-        runner = self._launch(AgentCore(config, state), hold_slot=False)  # reserves the id
+        core = AgentCore(config, state, prices=self.prices)
+        runner = self._launch(core, hold_slot=False)  # reserves the id
         self._publish(await self.store.add_agent(config, state, [_started(config)]))
         self._deliver_standing(runner)  # before it starts: they open its conversation
         self._spawn(self._hold_slot(runner), name=f"slot {sid}/{config.agent}", session=sid)
@@ -520,6 +529,7 @@ class Supervisor:
                 stored.messages,
                 pending=stored.pending,
                 seen=stored.seen,
+                prices=self.prices,
             )
             self._deliver_standing(self._launch(core))
         self.intake.open(sid)

@@ -89,17 +89,30 @@ class ModelReplied(_Event):
     stop_reason: str | None
     text: str
     usage: Usage
-    cost_usd: float
+    #: The agent's USD so far, this request included; None: no price for its model.
+    cost_usd: float | None
     cache: CacheReport
+    #: This request's USD (None: no price, or an event stored before it was recorded).
+    request_cost_usd: float | None = None
 
 
 class ModelCancelled(_Event):
     """The in-flight request was cancelled (redirect, pause --now or veto); whatever it
-    had streamed is dropped, never appended."""
+    had streamed is dropped, never appended. It is still costed: `usage` has the input
+    and cache figures of its `message_start` and the output streamed before the cancel,
+    estimated from the streamed characters (docs/design.md, "Cost accounting")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     type: Literal["model.cancelled"] = "model.cancelled"
     request_no: int
     reason: str
+    #: None: cancelled before the API reported any usage (nothing is counted).
+    usage: Usage | None = None
+    #: This request's USD; None: no usage, or no price for the model.
+    request_cost_usd: float | None = None
+    #: The agent's USD so far, this request included; None: no price for its model.
+    cost_usd: float | None = None
 
 
 class ToolCalled(_Event):
@@ -163,11 +176,22 @@ class NudgeApplied(_Event):
 class NudgeDelivered(_Event):
     """The request carrying the nudge was answered; the cache report is that request's."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
     type: Literal["nudge.delivered"] = "nudge.delivered"
     nudge_id: str
     path: DeliveryPath
     request_no: int
     cache: CacheReport
+    #: Prompt tokens the nudge added (an estimate: docs/design.md, "Cost accounting").
+    tokens_added: int | None = None
+    #: The carrying request's USD (None: no price for the model).
+    request_cost_usd: float | None = None
+    #: What that request would have cost had the cache been lost: every prompt token
+    #: it read from cache written to it instead.
+    cost_if_cache_lost_usd: float | None = None
+    #: cost_if_cache_lost_usd - request_cost_usd: what keeping the prefix saved.
+    cache_saving_usd: float | None = None
 
 
 class NudgeRejected(_Event):

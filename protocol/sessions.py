@@ -166,6 +166,9 @@ class SessionSpec(BaseModel):
     check_timeout_s: int = DEFAULT_CHECK_TIMEOUT_S
     protect: list[str] = Field(default_factory=list)
     review_rounds: int = 0
+    #: Its agents run on the bundled simulator (the daemon had no ANTHROPIC_API_KEY):
+    #: its costs are what the real API would have charged, labelled simulated.
+    simulated: bool = False
 
 
 class PendingApproval(BaseModel):
@@ -190,7 +193,8 @@ class AgentSummary(BaseModel):
     model: str
     requests: int = 0
     usage: Usage = Field(default_factory=Usage)
-    cost_usd: float = 0.0
+    #: USD so far, cancelled requests included; None: no price for its model.
+    cost_usd: float | None = 0.0
     #: Share of the last request's prompt that was read from cache.
     last_cached_share: float | None = None
     error: str | None = None
@@ -235,8 +239,16 @@ class SessionSummary(BaseModel):
         return sum(a.requests for a in self.agents)
 
     @property
-    def cost_usd(self) -> float:
-        return sum(a.cost_usd for a in self.agents)
+    def cost_usd(self) -> float | None:
+        """USD over every agent; None when any agent's model has no price."""
+        costs = [a.cost_usd for a in self.agents]
+        return None if None in costs else sum(c for c in costs if c is not None)
+
+    @property
+    def tokens(self) -> int:
+        """Every token of every request of the session: input, cache and output."""
+        usage = self.usage
+        return usage.prompt_tokens + usage.output_tokens
 
     @property
     def usage(self) -> Usage:

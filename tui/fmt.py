@@ -49,8 +49,18 @@ def tokens(n: int) -> str:
     return f"{n / 1_000_000:.2f}M"
 
 
-def cost(usd: float) -> str:
+def cost(usd: float | None) -> str:
+    """A cost cell: `unpriced` when the model has no price (never a guess)."""
+    if usd is None:
+        return "unpriced"
     return f"${usd:.4f}" if usd < 10 else f"${usd:.2f}"
+
+
+def cost_label(usd: float | None, *, simulated: bool) -> str:
+    """A cost in a sentence: `$0.0311 (simulated)`, or `price unknown`."""
+    if usd is None:
+        return "price unknown"
+    return cost(usd) + (" (simulated)" if simulated else "")
 
 
 def percent(share: float | None) -> str:

@@ -84,7 +84,8 @@ class AgentView:
     status: AgentStatus = "running"
     requests: int = 0
     usage: Usage = field(default_factory=Usage)
-    cost_usd: float = 0.0
+    #: USD so far; None: no price for its model.
+    cost_usd: float | None = 0.0
     last_cached_share: float | None = None
     error: str | None = None
     approvals: list[PendingApproval] = field(default_factory=list)
@@ -183,8 +184,10 @@ class SessionView:
         return sum(a.tokens for a in self.agents.values())
 
     @property
-    def cost_usd(self) -> float:
-        return sum(a.cost_usd for a in self.agents.values())
+    def cost_usd(self) -> float | None:
+        """USD over its agents; None when any agent's model has no price."""
+        costs = [a.cost_usd for a in self.agents.values()]
+        return None if None in costs else sum(c for c in costs if c is not None)
 
     @property
     def requests(self) -> int:
@@ -393,7 +396,11 @@ class DashboardModel:
                 if cache.prompt_tokens:
                     agent.last_cached_share = cache.cache_read_input_tokens / cache.prompt_tokens
                 agent.model_since, agent.streaming = None, False
-            case ModelCancelled():
+            case ModelCancelled(request_no=n, usage=usage, cost_usd=cost):
+                if usage is not None and n > agent.replied:  # a cancelled request is costed
+                    agent.usage = agent.usage + usage
+                    agent.replied = n
+                    agent.cost_usd = cost
                 agent.model_since, agent.streaming = None, False
             case ToolCalled(call_id=call_id, name=name):
                 agent.running_tools[call_id] = (name, ts)

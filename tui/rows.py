@@ -54,7 +54,8 @@ def _session_key(sort: SortKey) -> Callable[[SessionView], tuple[float | str, ..
         case "status":
             return lambda s: (STATUS_ORDER[s.status], -s.spec.created_at)
         case "cost":
-            return lambda s: (-s.cost_usd, -s.spec.created_at)
+            # Unknown cost (no price) after every priced one.
+            return lambda s: (s.cost_usd is None, -(s.cost_usd or 0.0), -s.spec.created_at)
         case "tokens":
             return lambda s: (-s.tokens, -s.spec.created_at)
 

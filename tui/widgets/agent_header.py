@@ -41,12 +41,14 @@ class AgentHeader(Static):
         text.append(
             f" · {visible(agent.model)} · {agent.requests} requests"
             f" · {fmt.tokens(agent.tokens)} tokens"
-            f" · {fmt.cost(agent.cost_usd)} · cache {fmt.percent(agent.last_cached_share)}",
+            f" · {fmt.cost_label(agent.cost_usd, simulated=session.spec.simulated)}"
+            f" · cache {fmt.percent(agent.last_cached_share)}",
             style="dim",
         )
         if agent.agent == "root" and len(session.agents) > 1:
             text.append(
-                f"\nsession: {len(session.agents)} agents · {fmt.cost(session.cost_usd)}"
+                f"\nsession: {len(session.agents)} agents"
+                f" · {fmt.cost_label(session.cost_usd, simulated=session.spec.simulated)}"
                 f" · {fmt.tokens(session.tokens)} tokens",
                 style="dim",
             )

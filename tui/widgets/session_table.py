@@ -240,6 +240,9 @@ class SessionTable(ScrollView, can_focus=True):
         segments = []
         for column in columns:
             title = column.title
+            simulated = self.rows and all(r.session.spec.simulated for r in self.rows)
+            if column.key == "cost" and simulated:
+                title = "SIM COST"  # every cost shown is the simulator's
             if column.sort is not None and column.sort == self.sort:
                 title += " ▼" if not self.reverse else " ▲"
             title = title[: column.width]
