@@ -22,8 +22,8 @@ from daemon.agent_state import ModelReply, PartialUsage
 from protocol.sessions import Usage
 
 TextSink = Callable[[str], None]
-#: Characters per output token when estimating a cut stream's output (English prose
-#: and code run at about 3.5 to 4.5 on the API's tokenizer; the simulator counts 4).
+#: Characters per output token when estimating a cut stream's output (the usual rule
+#: for English text on the API's tokenizer; the simulator streams exactly 4).
 CHARS_PER_TOKEN = 4
 #: Which field of each content_block_delta carries streamed output.
 _DELTA_TEXT = {
