@@ -2,9 +2,9 @@
 happens next.
 
 Sans-I/O. It is fed inputs (`start`, `model_replied`, `model_failed`,
-`tools_finished`, `interrupted`, `nudge_arrived`, and the operator's `pause`,
-`resume`, `veto` and `decide`) and answers each with a `Step`: the events that
-happened and at most one action (call the model with this exact request, run these
+`tools_finished`, `interrupted`, `nudge_arrived`, `budget_changed`, and the
+operator's `pause`, `resume`, `veto` and `decide`) and answers each with a `Step`: the
+events that happened and at most one action (call the model with this exact request, run these
 tools, or interrupt the running action). The runner performs the action and feeds
 the result back; the store persists `unpersisted()` messages and `state` after every
 step. An operator input the agent's state does not allow raises `CommandError`.
@@ -52,6 +52,7 @@ from daemon.agent_state import (
     ToolCall,
     ToolResult,
 )
+from daemon.budget import BudgetView, spend_of
 from daemon.errors import CommandError
 from daemon.policy import needs_approval
 from daemon.prices import DEFAULT_PRICES, PriceTable
@@ -171,6 +172,9 @@ class AgentCore:
         self._prepared: dict[str, ToolResult] = {}
         #: Why the running action is being interrupted, once asked.
         self._interrupting: str | None = None
+        #: The session's budget as of this input (set by the runner before each one):
+        #: no model call goes out once the session's spend has reached it.
+        self.budget: BudgetView | None = None
 
     # -- views ------------------------------------------------------------------
 
@@ -279,6 +283,8 @@ class AgentCore:
             return self._run_checks(step)  # cut short by a restart: checks run again
         if self.state.status == "reviewing":
             return self._await_review(step)  # its reviewer lives on: wait for it again
+        if self.state.status == "budget_reached":
+            return self._call_held(step)  # the budget may have been raised meanwhile
         if self.state.status not in ("running", "waiting"):
             return step
         calls = _tool_calls(self._messages[-1])
@@ -452,7 +458,8 @@ class AgentCore:
             return step
         verb: Literal["pause", "pause_now"] = "pause_now" if now else "pause"
         step.events.append(OperatorAction(agent=self.config.agent, verb=verb, author=author))
-        if status in ("idle", "needs_human", "awaiting_approval") and self._busy is None:
+        at_rest = ("idle", "needs_human", "awaiting_approval", "budget_reached")
+        if status in at_rest and self._busy is None:
             self._set_status(step, "paused", f"paused by {author}")
             return step
         self.state.pause_requested = True
@@ -464,6 +471,11 @@ class AgentCore:
         """Continue a paused agent (or cancel a pause not yet reached), or retry a failed one."""
         if self.finished is not None:
             raise CommandError("conflict", f"{self._name}: {self.finished}")
+        if self.state.status == "budget_reached":
+            raise CommandError(
+                "conflict",
+                f"{self._name} stopped at its session's budget; raise it (steer budget)",
+            )
         if not self.resumable:
             raise CommandError(
                 "conflict", f"{self._name} is {self.state.status}, not paused or failed"
@@ -476,6 +488,27 @@ class AgentCore:
         self.state.error = None
         self._forget_failures()
         return self._go_on(step)
+
+    def budget_changed(self) -> Step:
+        """The session's budget was set anew: an agent it held goes on if it now allows
+        (and stays held, with no new event, if not)."""
+        if self.state.status != "budget_reached" or self._busy is not None:
+            return Step()
+        return self._call_held(Step())
+
+    def call_withheld(self, reason: str) -> Step:
+        """The runner did not send the request the last step asked for: another agent's
+        spend reached the session's budget meanwhile. Held as by the core's own gate;
+        the request is rendered again (the same) when the budget allows."""
+        self._expect("model")
+        step = Step()
+        step.events.append(
+            ModelCancelled(agent=self.config.agent, request_no=self.state.requests, reason="budget")
+        )
+        if self.state.status == "vetoed":
+            return step
+        self._set_status(step, "budget_reached", reason)
+        return step
 
     def check_now(self, *, author: str) -> Step:
         """Run the acceptance checks now (`steer check`), at the end of a turn; they gate
@@ -920,11 +953,24 @@ class AgentCore:
                 )
             )
 
+    def _call_held(self, step: Step) -> Step:
+        """Go on from a hold before a model call: nudges that arrived meanwhile go in at
+        this boundary (after a `pause_turn` reply there is none: call straight away)."""
+        if self._messages and self._messages[-1]["role"] == "assistant":
+            return self._call_model(step)
+        return self._go_on(step)
+
     def _call_model(self, step: Step) -> Step:
         if self.state.pause_requested:
             # The boundary a pause waits for: hold here, go on when resumed.
             self.state.pause_requested = False
             self._set_status(step, "paused", "paused by the operator")
+            return step
+        over = self.budget.reached(spend_of(self.state)) if self.budget is not None else None
+        if over is not None:
+            # Nothing is sent once the session has spent its budget: hold here, like a
+            # pause, until `steer budget` raises it.
+            self._set_status(step, "budget_reached", over)
             return step
         self.state.requests += 1
         self.state.error = None

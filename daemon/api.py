@@ -42,6 +42,7 @@ from protocol.commands import (
     ApproveRequest,
     ApproveSession,
     ApproveSessionRequest,
+    BudgetRequest,
     Check,
     CheckRequest,
     Deny,
@@ -55,6 +56,7 @@ from protocol.commands import (
     Resume,
     ResumeRequest,
     SendNudgeCommand,
+    SetBudget,
     Start,
     Veto,
     VetoRequest,
@@ -328,6 +330,14 @@ def create_api(supervisor: Supervisor, store: Store, hub: Hub, redis: RedisMonit
         """Accept the reviewed work of a session awaiting approval: it ends as done."""
         sid = await directory.resolve(ref)
         await execute(supervisor, command(ApproveSession, session=sid, **body.model_dump()))
+        return await directory.summary(sid)
+
+    @app.post("/v1/sessions/{ref}/budget")
+    async def set_budget(ref: SessionRef, body: BudgetRequest) -> SessionSummary:
+        """Set (say raise) the session's budget: the limits given, the others kept. Agents
+        held as `budget_reached` go on if it now allows."""
+        sid = await directory.resolve(ref)
+        await execute(supervisor, command(SetBudget, session=sid, **body.model_dump()))
         return await directory.summary(sid)
 
     openapi = app.openapi

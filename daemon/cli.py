@@ -31,6 +31,7 @@ from daemon.render import (
     conversation,
     frame_line,
     session_table,
+    spent_of_budget,
     stale_line,
 )
 from protocol import wire
@@ -115,6 +116,20 @@ def _parser() -> argparse.ArgumentParser:
         f"(default: {DEFAULT_PARALLEL_SUBAGENTS}, at most {MAX_PARALLEL_SUBAGENTS})",
     )
     _check_args(p)
+    p.add_argument(
+        "--budget-usd",
+        type=float,
+        metavar="USD",
+        help="pause the session as budget_reached before the model call that would follow "
+        "spending this much, over all its agents (default: the daemon's STEER_BUDGET_USD)",
+    )
+    p.add_argument(
+        "--budget-tokens",
+        type=int,
+        metavar="N",
+        help="the same for tokens: input, cache writes, cache reads and output "
+        "(default: STEER_BUDGET_TOKENS)",
+    )
     p.set_defaults(func=_run)
 
     p = _command(
@@ -217,6 +232,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", help="why; the parent agent is told")
     _author_arg(p)
     p.set_defaults(func=_veto)
+
+    p = _command(
+        sub,
+        "budget",
+        help="set (say raise) a session's budget; agents held as budget_reached go on if "
+        "it now allows. Prints what the session has spent of it",
+    )
+    p.add_argument("session", metavar="SESSION", help="a session (id, unique id prefix or name)")
+    p.add_argument("--usd", type=float, metavar="USD", help="the limit in US dollars")
+    p.add_argument("--tokens", type=int, metavar="N", help="the limit in tokens")
+    _author_arg(p)
+    p.set_defaults(func=_budget)
 
     p = _command(
         sub,
@@ -472,6 +499,8 @@ def _run(args: argparse.Namespace) -> int:
         "max_attempts": args.max_attempts,
         "check_timeout_s": args.check_timeout,
         "review_rounds": args.review_rounds,
+        "budget_usd": args.budget_usd,
+        "budget_tokens": args.budget_tokens,
     }
     body |= {k: v for k, v in optional.items() if v is not None}
     print(_client().post("/v1/sessions", body)["id"])
@@ -525,7 +554,8 @@ def _show(args: argparse.Namespace) -> int:
         print(safe_json(json.dumps(shown)))
         return 0
     if summary is not None:
-        reason = _status_reason(client, sid, agent) if summary.status == "needs_human" else None
+        explained = summary.status in ("needs_human", "budget_reached")
+        reason = _status_reason(client, sid, agent) if explained else None
         print(agent_header(session, summary, reason=reason) + "\n")
     print(conversation(messages))
     return 0
@@ -620,6 +650,19 @@ def _approve(args: argparse.Namespace) -> int:
     for summary in session.agents:
         if summary.parent is None:
             print(f"{address(summary)}  {summary.status}")
+    return 0
+
+
+def _budget(args: argparse.Namespace) -> int:
+    if args.usd is None and args.tokens is None:
+        raise ClientError("give a budget to set: --usd USD, --tokens N or both")
+    body = {"usd": args.usd, "tokens": args.tokens, "author": _author(args)}
+    path = _session_path(args.session, "budget")
+    session = SessionSummary.model_validate(_client().post(path, body))
+    print(f"{session.spec.id}  budget: {spent_of_budget(session)}")
+    held = [a for a in session.agents if a.status == "budget_reached"]
+    if held:
+        print("still held by the budget: " + ", ".join(address(a) for a in held))
     return 0
 
 

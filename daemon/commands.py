@@ -29,6 +29,7 @@ from protocol.commands import (
     Redirect,
     Resume,
     SendNudgeCommand,
+    SetBudget,
     Start,
     Subscribe,
     Unsubscribe,
@@ -69,7 +70,16 @@ async def execute(
             body = SendNudge(text=text, mode="redirect", agent=agent, author=author)
             nudge = await supervisor.send_nudge(await directory.resolve(ref), body)
             return nudge.model_dump(mode="json")
-        case Pause() | Resume() | Veto() | Approve() | Deny() | Check() | ApproveSession():
+        case (
+            Pause()
+            | Resume()
+            | Veto()
+            | Approve()
+            | Deny()
+            | Check()
+            | ApproveSession()
+            | SetBudget()
+        ):
             sid = await directory.resolve(command.session)
             if not directory.owns(sid):
                 return await supervisor.relay.forward(
@@ -98,6 +108,8 @@ async def _verb(supervisor: Supervisor, sid: str, command: Command) -> None:
             await supervisor.check_now(sid, author=author)
         case ApproveSession(author=author):
             await supervisor.approve_session(sid, author=author)
+        case SetBudget(usd=usd, tokens=tokens, author=author):
+            await supervisor.set_budget(sid, usd=usd, tokens=tokens, author=author)
 
 
 def serve_relayed(supervisor: Supervisor) -> None:

@@ -66,6 +66,7 @@ class Directory:
             agents=agents,
             last_seq=await self._store.last_seq(sid),
             rules=rule_summaries(await self._store.load_standing(sid), agents),
+            budget=await self._store.load_budget(sid),
         )
 
     async def summaries(self) -> list[SessionSummary]:

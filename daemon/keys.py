@@ -93,6 +93,11 @@ class Keys:
         (written once, with the spec): what the daemon restores them from."""
         return f"{self.prefix}:{{{sid}}}:protected"
 
+    def budget(self, sid: str) -> str:
+        """String: the session's Budget as JSON (set at creation, changed by `steer
+        budget`); absent: no budget."""
+        return f"{self.prefix}:{{{sid}}}:budget"
+
     def agents(self, sid: str) -> str:
         """Hash: agent id -> AgentConfig as JSON (fixed for the agent's life)."""
         return f"{self.prefix}:{{{sid}}}:agents"

@@ -17,6 +17,7 @@ from typing import assert_never
 
 from pydantic import JsonValue
 
+from daemon.budget import dollars
 from daemon.cost_report import usd_text
 from protocol.checks import CheckReport
 from protocol.envelope import Frame
@@ -26,6 +27,7 @@ from protocol.events import (
     AgentStatusChanged,
     ApprovalDecided,
     ApprovalRequested,
+    BudgetSet,
     ChecksFinished,
     ChecksStarted,
     ModelCancelled,
@@ -45,7 +47,13 @@ from protocol.events import (
     ToolCalled,
     ToolFinished,
 )
-from protocol.sessions import ATTENTION_ORDER, NEEDS_OPERATOR, AgentSummary, SessionSummary
+from protocol.sessions import (
+    ATTENTION_ORDER,
+    NEEDS_OPERATOR,
+    AgentSummary,
+    Budget,
+    SessionSummary,
+)
 from protocol.text import visible, visible_lines
 
 PREVIEW = 100
@@ -60,7 +68,7 @@ def percent(share: float | None) -> str:
 def session_table(sessions: Sequence[SessionSummary]) -> str:
     """One row per session, what needs the operator first and marked `!`; then every
     tool call that waits for approval, and where to read why a session needs a human."""
-    header = ("ID", "NAME", "STATE", "AGENTS", "MODEL", "REQS", "TOKENS", "COST", "CACHE")
+    header = ("ID", "NAME", "STATE", "AGENTS", "MODEL", "REQS", "TOKENS", "COST", "CACHE", "BUDGET")
     rows = [header]
     for s in sorted(sessions, key=lambda s: ATTENTION_ORDER.index(s.status)):
         root = next((a for a in s.agents if a.agent == "root"), None)
@@ -76,6 +84,7 @@ def session_table(sessions: Sequence[SessionSummary]) -> str:
                 f"{usage.prompt_tokens + usage.output_tokens:,}",
                 usd_text(s.cost_usd, simulated=s.spec.simulated, compact=True),
                 percent(root.last_cached_share if root else None),
+                spent_of_budget(s) or "-",
             )
         )
     parts = [_table(rows), approvals([a for s in sessions for a in s.agents])]
@@ -85,6 +94,32 @@ def session_table(sessions: Sequence[SessionSummary]) -> str:
             "needs a human (steer show SESSION says why, with the evidence): " + ", ".join(stuck)
         )
     return "\n\n".join(part for part in parts if part)
+
+
+def budget_text(
+    budget: Budget, *, usd: float | None = None, tokens: int | None = None, spent: bool = False
+) -> str:
+    """A budget's limits (`$0.50, 10,000 tokens`), or with `spent` what was spent of each
+    (`$0.12 of $0.50, 3,400 of 10,000 tokens`; `?` for a cost with no price)."""
+    parts = []
+    if budget.usd is not None:
+        limit = dollars(budget.usd)
+        if spent:
+            parts.append(f"{'?' if usd is None else dollars(usd)} of {limit}")
+        else:
+            parts.append(limit)
+    if budget.tokens is not None:
+        parts.append(
+            f"{tokens or 0:,} of {budget.tokens:,} tokens" if spent else f"{budget.tokens:,} tokens"
+        )
+    return ", ".join(parts)
+
+
+def spent_of_budget(session: SessionSummary) -> str | None:
+    """What the session has spent of its budget, if it has one."""
+    if session.budget is None:
+        return None
+    return budget_text(session.budget, usd=session.cost_usd, tokens=session.tokens, spent=True)
 
 
 def marked(status: str) -> str:
@@ -156,6 +191,13 @@ def agent_header(session: SessionSummary, agent: AgentSummary, *, reason: str | 
     ]
     if agent.status == "needs_human":
         lines.append(f"needs a human: {reason or 'see steer logs'}")
+    if agent.status == "budget_reached":
+        lines.append(
+            f"{reason or 'budget reached'}: steer budget {agent.session} --usd N|--tokens N "
+            "raises it and the session goes on"
+        )
+    if agent.parent is None and (spent := spent_of_budget(session)):
+        lines.append(f"budget: {spent}")
     if agent.error:
         lines.append(f"error: {agent.error}")
     children = [a for a in session.agents if a.parent == agent.agent]
@@ -315,6 +357,8 @@ def _details(frame: Frame, simulated: bool = False) -> str:
         case ReviewFinished(round=round_no, reviewer=reviewer, verdict=verdict, reason=reason):
             why = f" ({reason})" if reason else ""
             return f"round {round_no} by {reviewer}: {verdict}{why}: {_cut(frame.event.findings)}"
+        case BudgetSet(budget=budget, author=author):
+            return f"set to {budget_text(budget)} by {author}"
         case _:
             assert_never(frame.event)
 

@@ -33,6 +33,7 @@ from daemon.agent_state import (
     ToolResult,
 )
 from daemon.aio import raise_if_cancelled
+from daemon.budget import SessionBudget, Spend, spend_of
 from daemon.checks import run_checks
 from daemon.errors import CommandError
 from daemon.fenced import FenceError
@@ -107,6 +108,7 @@ class AgentRunner:
         on_delta: DeltaSink | None = None,
         on_fenced: Callable[[str], None] | None = None,
         autostart: bool = True,
+        budget: SessionBudget | None = None,
     ) -> None:
         self.core = core
         self._model = model
@@ -131,6 +133,10 @@ class AgentRunner:
         self.summary: AgentSummary
         #: Set while the agent is done, failed or vetoed.
         self.settled = asyncio.Event()
+        #: The session's budget and spend (shared by its runners), and this agent's
+        #: committed share of that spend.
+        self._budget = budget
+        self._counted = Spend()
         self._committed()
         self._log = AgentLog(log, {"sid": core.config.session, "agent": core.config.agent})
 
@@ -153,6 +159,8 @@ class AgentRunner:
                 await asyncio.gather(self._action, return_exceptions=True)
 
     async def _handle(self, item: Input) -> None:
+        if self._budget is not None:
+            self.core.budget = self._budget.view(self._counted)
         match item:
             case StartInput():
                 if not self._started:
@@ -214,6 +222,12 @@ class AgentRunner:
             self._on_frames(frames)
         match step.action:
             case CallModel():
+                withheld = self._budget.reached() if self._budget is not None else None
+                if withheld is not None:
+                    # Another agent's commit reached the budget while this step was
+                    # written: the request is not sent.
+                    await self._apply(self.core.call_withheld(withheld))
+                    return
                 progress = StreamProgress()
                 self._start_action(self._call_model(step.action, progress))
                 self._progress = progress
@@ -237,6 +251,10 @@ class AgentRunner:
     def _committed(self) -> None:
         """Publish the agent's state as persisted: its summary, and whether it settled."""
         self.summary = self.core.summary()
+        if self._budget is not None:
+            spent = spend_of(self.core.state)
+            self._budget.add(spent - self._counted)
+            self._counted = spent
         if self.core.state.status in SETTLED:
             self.settled.set()
         else:

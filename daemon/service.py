@@ -108,6 +108,7 @@ async def _serve(settings: Settings, home: Path) -> None:
             info={"url": f"http://127.0.0.1:{port}", "host": socket.gethostname()},
             on_frames=hub.publish,
             on_delta=hub.publish_delta,
+            default_budget=settings.default_budget,
             prices=prices,
             simulated=simulator_url is not None,
         )

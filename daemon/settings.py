@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from daemon.catalog import DEFAULT_MODEL
 from daemon.paths import steer_home
 from daemon.redis_clients import DEFAULT_MAX_CONNECTIONS
+from protocol.sessions import MAX_BUDGET_TOKENS, MAX_BUDGET_USD, Budget
 
 
 class Settings(BaseSettings):
@@ -56,12 +57,29 @@ class Settings(BaseSettings):
     #: Whether the agents' sandboxed commands reach the network; off: none at all, not
     #: even loopback (so not this daemon's API or Redis either).
     sandbox_network: bool = True
+    #: The budget of a session started without one (`steer run --budget-usd/--budget-tokens`):
+    #: it pauses as budget_reached once its agents have spent this much. None: no limit.
+    budget_usd: float | None = Field(default=None, gt=0, le=MAX_BUDGET_USD)
+    budget_tokens: int | None = Field(default=None, ge=1, le=MAX_BUDGET_TOKENS)
+
+    @property
+    def default_budget(self) -> Budget | None:
+        if self.budget_usd is None and self.budget_tokens is None:
+            return None
+        return Budget(usd=self.budget_usd, tokens=self.budget_tokens)
 
     @property
     def origins(self) -> frozenset[str]:
         return frozenset(o.strip() for o in self.allowed_origins.split(",") if o.strip())
 
-    @field_validator("anthropic_api_key", "anthropic_base_url", "redis_url", mode="before")
+    @field_validator(
+        "anthropic_api_key",
+        "anthropic_base_url",
+        "redis_url",
+        "budget_usd",
+        "budget_tokens",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `ANTHROPIC_API_KEY=` (as docker-compose passes an unset variable) means "no key".

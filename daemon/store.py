@@ -33,7 +33,7 @@ from daemon.redis_clients import subscriber, undecoded
 from protocol.envelope import Frame
 from protocol.events import Event
 from protocol.nudges import Nudge
-from protocol.sessions import SessionSpec
+from protocol.sessions import Budget, SessionSpec
 
 NO_CHANGES = NudgeChanges()
 
@@ -189,10 +189,12 @@ class Store:
         daemon_id: str,
         ttl_ms: int,
         protected: Mapping[str, ProtectedFile] | None = None,
+        budget: Budget | None = None,
     ) -> list[Frame] | None:
         """Create a session owned by this daemon; None if its id was ever used.
 
-        `protected` is the copy of its protected files, written with the spec, once.
+        `protected` is the copy of its protected files, written with the spec, once;
+        `budget` its budget, if it has one.
 
         Raises NameTaken if another session has its name: names are reserved with
         HSETNX, so of two daemons creating the same name at once only one gets it."""
@@ -213,6 +215,8 @@ class Store:
                 self.keys.protected(sid),
                 {path: kept.model_dump_json() for path, kept in (protected or {}).items()},
             )
+            if budget is not None:
+                batch.set(self.keys.budget(sid), budget.model_dump_json())
             frames = await self._write(sid, batch, events)
         await self.redis.hset(self.keys.sessions, sid, spec.name)
         return frames
@@ -237,6 +241,18 @@ class Store:
         key = self.keys.spec(sid)
         raw = await self.redis.get(key)
         return _parse(key, raw, SessionSpec.model_validate_json) if raw else None
+
+    async def load_budget(self, sid: str) -> Budget | None:
+        key = self.keys.budget(sid)
+        raw = await self.redis.get(key)
+        return _parse(key, raw, Budget.model_validate_json) if raw else None
+
+    async def set_budget(self, sid: str, budget: Budget, events: Sequence[Event]) -> list[Frame]:
+        """Replace the session's budget, with the events that record it, atomically."""
+        async with self._lock(sid):
+            batch = self._batch(sid)
+            batch.set(self.keys.budget(sid), budget.model_dump_json())
+            return await self._write(sid, batch, events)
 
     async def load_protected(self, sid: str) -> dict[str, ProtectedFile]:
         """The session's copy of its protected files, by path."""

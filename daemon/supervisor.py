@@ -37,6 +37,7 @@ from daemon.agent_state import (
     Step,
     ToolCall,
 )
+from daemon.budget import SessionBudget, merged, refuse_unpriced
 from daemon.catalog import model_info
 from daemon.directory import Directory, match_session
 from daemon.errors import CommandError, UnknownAgent
@@ -67,9 +68,16 @@ from daemon.subagents import MAX_DEPTH, SPAWN_SPEC, ChildTask, parse_spawn, repo
 from daemon.tools import TOOL_SPECS, ToolOutcome
 from daemon.tools.sandbox import Sandbox
 from protocol.envelope import Frame
-from protocol.events import AgentStarted, Event, NudgeReceived, NudgeRejected, SessionCreated
+from protocol.events import (
+    AgentStarted,
+    BudgetSet,
+    Event,
+    NudgeReceived,
+    NudgeRejected,
+    SessionCreated,
+)
 from protocol.nudges import Nudge, SendNudge
-from protocol.sessions import SETTLED, SessionSpec, SessionSummary, StartSession
+from protocol.sessions import SETTLED, Budget, SessionSpec, SessionSummary, StartSession
 
 log = logging.getLogger("steer.supervisor")
 
@@ -89,6 +97,7 @@ class Supervisor:
         lease_ttl_ms: int = LEASE_TTL_MS,
         on_frames: FrameSink | None = None,
         on_delta: DeltaSink | None = None,
+        default_budget: Budget | None = None,
         prices: PriceTable = DEFAULT_PRICES,
         simulated: bool = False,
     ) -> None:
@@ -97,6 +106,8 @@ class Supervisor:
         self.prices = prices
         self._simulated = simulated
         self.store = store
+        #: The budget of a session whose start sets none (STEER_BUDGET_USD/TOKENS).
+        self._default_budget = default_budget
         self._model = model
         self._default_model = default_model
         self._sandbox = sandbox
@@ -125,6 +136,8 @@ class Supervisor:
         self._standing: dict[str, list[Nudge]] = {}
         #: Each session's copy of its protected files, as it was created.
         self._protected: dict[str, dict[str, ProtectedFile]] = {}
+        #: Each session's budget and what its agents have spent (`daemon.budget`).
+        self._budgets: dict[str, SessionBudget] = {}
         #: Tasks of each session (its agents and slots), cancelled when it is lost.
         self._session_tasks: dict[str, set[asyncio.Task[None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -166,6 +179,11 @@ class Supervisor:
         names = await self.store.session_names()
         sid = _new_id(names)
         model = request.model or self._default_model
+        budget, what = self._default_budget, "the daemon's default budget (STEER_BUDGET_USD)"
+        if request.budget_usd is not None or request.budget_tokens is not None:
+            budget = Budget(usd=request.budget_usd, tokens=request.budget_tokens)
+            what = "a USD budget"
+        refuse_unpriced(budget, model, priced=self.prices.price(model) is not None, what=what)
         # Ground truth no agent may change: by default, the files the checks name.
         protect = request.protect or default_protect(request.checks, request.workdir)
         protected = await asyncio.to_thread(capture, Path(request.workdir), Globs.of(protect))
@@ -209,6 +227,7 @@ class Supervisor:
                 daemon_id=self.daemon_id,
                 ttl_ms=self.ownership.ttl_ms,
                 protected=protected,
+                budget=budget,
             )
         except NameTaken:
             if request.name:
@@ -217,7 +236,7 @@ class Supervisor:
         if frames is None:  # the id was taken meanwhile: 1 in 16 million, try another
             return await self.create_session(request)
         self._publish(frames)
-        self._open(spec, protected=protected)
+        self._open(spec, protected=protected, budget=budget)
         self._launch(AgentCore(root, prices=self.prices))
         self.intake.open(sid)
         await self.relay.open(sid)
@@ -251,6 +270,7 @@ class Supervisor:
             agents=agents,
             last_seq=self.store.known_seq(sid),
             rules=rule_summaries(self._standing.get(sid, []), agents),
+            budget=self._budgets[sid].limit,
         )
 
     def core(self, sid: str, agent: str = ROOT) -> AgentCore:
@@ -295,7 +315,13 @@ class Supervisor:
         """Resume one agent, or every paused or failed agent of the session."""
 
         await self._control(
-            self._targets(sid, agent, "is paused or failed", lambda core: core.resumable),
+            # One held by the budget is a target too, so that the refusal says why.
+            self._targets(
+                sid,
+                agent,
+                "is paused or failed",
+                lambda core: core.resumable or core.state.status == "budget_reached",
+            ),
             lambda core: core.resume(author=author),
         )
 
@@ -307,6 +333,22 @@ class Supervisor:
             [target, *(r for r in below if r.core.state.status not in ("done", "vetoed"))],
             lambda core: core.veto(reason=reason, author=author),
         )
+
+    async def set_budget(
+        self, sid: str, *, usd: float | None, tokens: int | None, author: str
+    ) -> Budget:
+        """Set the session's budget (the limits given; the others stay); every agent
+        held as `budget_reached` goes on if the new budget allows."""
+        kept = self._budgets[sid]
+        budget = merged(kept.limit, usd=usd, tokens=tokens)
+        model = self._specs[sid].model
+        refuse_unpriced(budget, model, priced=self.prices.price(model) is not None)
+        event = BudgetSet(agent=ROOT, budget=budget, author=author)
+        self._publish(await self.store.set_budget(sid, budget, [event]))
+        kept.limit = budget
+        held = [r for r in self._runners[sid].values() if r.core.state.status == "budget_reached"]
+        await self._control(held, lambda core: core.budget_changed())
+        return budget
 
     async def check_now(self, sid: str, *, author: str) -> None:
         """Run the session's acceptance checks now (its root agent must be at rest)."""
@@ -513,6 +555,7 @@ class Supervisor:
                 return
             standing = await self.store.load_standing(sid)
             protected = await self.store.load_protected(sid)
+            budget = await self.store.load_budget(sid)
             await self.store.load_seq(sid)
             agents = await self.store.load_agents(sid)
         except (CorruptRecord, ResponseError, UnicodeDecodeError) as exc:
@@ -521,7 +564,7 @@ class Supervisor:
             # that are not UTF-8, which the client refuses to decode, the session.
             log.error("session.unreadable sid=%s error=%s", sid, exc)
             return
-        self._open(spec, standing, protected)
+        self._open(spec, standing, protected, budget)
         for stored in agents:
             core = AgentCore(
                 stored.config,
@@ -546,6 +589,7 @@ class Supervisor:
         self._slots.pop(sid, None)
         self._standing.pop(sid, None)
         self._protected.pop(sid, None)
+        self._budgets.pop(sid, None)
         self.store.forget(sid)
 
     def _open(
@@ -553,9 +597,11 @@ class Supervisor:
         spec: SessionSpec,
         standing: Sequence[Nudge] = (),
         protected: Mapping[str, ProtectedFile] | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self._specs[spec.id] = spec
         self._protected[spec.id] = dict(protected or {})
+        self._budgets[spec.id] = SessionBudget(budget)
         self._runners.setdefault(spec.id, {})
         self._slots[spec.id] = SlotPool(spec.max_parallel_subagents)
         self._standing[spec.id] = list(standing)
@@ -587,6 +633,7 @@ class Supervisor:
             on_delta=self._on_delta,
             on_fenced=self._fenced,
             autostart=not subagent,
+            budget=self._budgets[sid],
         )
         sid = core.config.session
         self._runners[sid][core.config.agent] = runner

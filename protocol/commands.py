@@ -10,12 +10,12 @@ session.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, model_validator
 
 from protocol.nudges import Author, NudgeText, SendNudge
-from protocol.sessions import StartSession
+from protocol.sessions import MAX_BUDGET_TOKENS, MAX_BUDGET_USD, StartSession
 
 MAX_REASON_CHARS = 2_000
 MAX_SUBSCRIBE_SESSIONS = 10_000
@@ -103,7 +103,7 @@ class GetMessages(_Command):
 class Start(StartSession):
     """Start a session. Result: its `SessionSpec`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     id: str = Field(min_length=1, max_length=64)
     type: Literal["start"] = "start"
@@ -257,6 +257,42 @@ class Check(CheckRequest, _Command):
     session: SessionRef
 
 
+class BudgetRequest(BaseModel):
+    """The body of `POST /v1/sessions/{session}/budget`: the limits to set (at least
+    one); a limit left out keeps its current value."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,
+        # At least one limit, as the validator below says it.
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["usd"], "properties": {"usd": {"type": "number"}}},
+                {"required": ["tokens"], "properties": {"tokens": {"type": "integer"}}},
+            ]
+        },
+    )
+
+    usd: float | None = Field(default=None, gt=0, le=MAX_BUDGET_USD)
+    tokens: int | None = Field(default=None, ge=1, le=MAX_BUDGET_TOKENS)
+    author: Author = "operator"
+
+    @model_validator(mode="after")
+    def _a_limit(self) -> Self:
+        if self.usd is None and self.tokens is None:
+            raise ValueError("give a budget to set: usd, tokens or both")
+        return self
+
+
+class SetBudget(BudgetRequest, _Command):
+    """Set (say raise) the session's budget; every agent it held as `budget_reached` goes
+    on if the new budget allows."""
+
+    type: Literal["budget"] = "budget"
+    session: SessionRef
+
+
 Command = Annotated[
     Ping
     | Subscribe
@@ -272,7 +308,8 @@ Command = Annotated[
     | Approve
     | Deny
     | Check
-    | ApproveSession,
+    | ApproveSession
+    | SetBudget,
     Field(discriminator="type"),
 ]
 

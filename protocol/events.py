@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from protocol.checks import CheckReport, CheckVerdict
 from protocol.nudges import DeliveryPath, Nudge, NudgeMode
-from protocol.sessions import AgentStatus, SessionSpec, Usage
+from protocol.sessions import AgentStatus, Budget, SessionSpec, Usage
 
 #: pause: at the next boundary; pause_now: cancel the in-flight model call first;
 #: check: the operator ran the acceptance checks (`steer check`); approve: the operator
@@ -284,6 +284,15 @@ class ReviewFinished(_Event):
     reason: str | None = None
 
 
+class BudgetSet(_Event):
+    """The operator set the session's budget (`steer budget`); agents it held as
+    `budget_reached` go on if it now allows. Named for the root agent."""
+
+    type: Literal["budget.set"] = "budget.set"
+    budget: Budget
+    author: str
+
+
 Event = Annotated[
     SessionCreated
     | AgentStarted
@@ -307,6 +316,7 @@ Event = Annotated[
     | ProtectedRestored
     | RuleViolated
     | ReviewStarted
-    | ReviewFinished,
+    | ReviewFinished
+    | BudgetSet,
     Field(discriminator="type"),
 ]

@@ -24,8 +24,10 @@ from protocol.checks import (
 #: needs_human: its checks failed the same way twice or ran out of attempts, or it
 #: tampered with protected files (resume or a nudge sends it back to work);
 #: awaiting_approval: checks and review passed, `approve` ends it as done;
-#: paused: held by the operator; done: a subagent reported back, or a session's checks
-#: passed; failed: an error stopped it (resumable); vetoed: stopped by the operator for good.
+#: paused: held by the operator; budget_reached: held before a model call because the
+#: session spent its budget (`steer budget` raises it and it goes on); done: a subagent
+#: reported back, or a session's checks passed; failed: an error stopped it (resumable);
+#: vetoed: stopped by the operator for good.
 AgentStatus = Literal[
     "running",
     "waiting",
@@ -36,6 +38,7 @@ AgentStatus = Literal[
     "needs_human",
     "awaiting_approval",
     "paused",
+    "budget_reached",
     "done",
     "failed",
     "vetoed",
@@ -46,6 +49,7 @@ ATTENTION_ORDER: tuple[AgentStatus, ...] = (
     "waiting",
     "failed",
     "awaiting_approval",
+    "budget_reached",
     "paused",
     "running",
     "checking",
@@ -56,7 +60,9 @@ ATTENTION_ORDER: tuple[AgentStatus, ...] = (
     "vetoed",
 )
 #: Statuses that stop for the operator: the dashboard's `!` jumps to them.
-NEEDS_OPERATOR: frozenset[AgentStatus] = frozenset({"needs_human", "waiting", "failed"})
+NEEDS_OPERATOR: frozenset[AgentStatus] = frozenset(
+    {"needs_human", "waiting", "failed", "budget_reached"}
+)
 #: Statuses an agent never leaves by itself.
 SETTLED: frozenset[AgentStatus] = frozenset({"done", "failed", "vetoed"})
 #: Which tool calls wait for an operator's approval: none; those that write files;
@@ -70,6 +76,8 @@ DEFAULT_PARALLEL_SUBAGENTS = 4
 MAX_TASK_CHARS = 64 * 1024
 MAX_PROTECT_GLOBS = 32
 MAX_REVIEW_ROUNDS = 10
+MAX_BUDGET_USD = 1_000_000.0
+MAX_BUDGET_TOKENS = 10**12
 
 #: A path or glob relative to the workdir (`**` spans directories).
 ProtectGlob = Annotated[str, Field(min_length=1, max_length=1_024, pattern=r"^[^\x00]+$")]
@@ -121,10 +129,20 @@ class Usage(BaseModel):
         )
 
 
+class Budget(BaseModel):
+    """A session's spending limits, over all its agents (subagents included); None: no
+    limit. Tokens count input, cache writes, cache reads and output alike."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    usd: float | None = Field(default=None, gt=0, le=MAX_BUDGET_USD)
+    tokens: int | None = Field(default=None, ge=1, le=MAX_BUDGET_TOKENS)
+
+
 class StartSession(BaseModel):
     """The body of `POST /v1/sessions`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     task: str = Field(min_length=1, max_length=MAX_TASK_CHARS)
     workdir: str = Field(min_length=1, max_length=4096)
@@ -146,6 +164,10 @@ class StartSession(BaseModel):
     protect: list[ProtectGlob] = Field(default_factory=list, max_length=MAX_PROTECT_GLOBS)
     #: Review rounds after the checks pass (0: no review).
     review_rounds: int = Field(default=0, ge=0, le=MAX_REVIEW_ROUNDS)
+    #: Budgets: the session pauses as `budget_reached` before the model call that would
+    #: follow spending either (none set: the daemon's default, STEER_BUDGET_USD/TOKENS).
+    budget_usd: float | None = Field(default=None, gt=0, le=MAX_BUDGET_USD)
+    budget_tokens: int | None = Field(default=None, ge=1, le=MAX_BUDGET_TOKENS)
 
 
 class SessionSpec(BaseModel):
@@ -233,6 +255,9 @@ class SessionSummary(BaseModel):
     stale_since: float | None = None
     #: The session's rules (`nudge --rule`), oldest first, with their violation counts.
     rules: list[RuleSummary] = Field(default_factory=list)
+    #: The session's budget as it stands (`steer budget` changes it); what it has spent
+    #: is `cost_usd` and `tokens` over its agents.
+    budget: Budget | None = None
 
     @property
     def requests(self) -> int:

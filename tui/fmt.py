@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from protocol.sessions import ATTENTION_ORDER, AgentStatus
+from protocol.sessions import ATTENTION_ORDER, AgentStatus, Budget
 from protocol.text import visible_lines
 from tui.model import Activity
 
@@ -17,6 +17,7 @@ STATUS_MARK: dict[AgentStatus, tuple[str, str]] = {
     "needs_human": ("!", "bold white on red"),
     "awaiting_approval": ("?", "bold black on yellow"),
     "paused": ("‖", "bold cyan"),
+    "budget_reached": ("$", "bold black on magenta"),
     "done": ("✓", "green"),
     "failed": ("✗", "bold white on red"),
     "vetoed": ("⊘", "magenta"),
@@ -31,12 +32,16 @@ STATUS_STYLE: dict[AgentStatus, str] = {
     "needs_human": "bold red",
     "awaiting_approval": "bold yellow",
     "paused": "bold cyan",
+    "budget_reached": "bold magenta",
     "done": "green",
     "failed": "bold red",
     "vetoed": "magenta",
 }
 #: What the table's narrow state column says, where the status name is too long.
-STATUS_LABEL: dict[AgentStatus, str] = {"awaiting_approval": "to approve"}
+STATUS_LABEL: dict[AgentStatus, str] = {
+    "awaiting_approval": "to approve",
+    "budget_reached": "budget",
+}
 #: The rank of each status in the attention sort: what needs the operator first.
 STATUS_ORDER: dict[AgentStatus, int] = {status: i for i, status in enumerate(ATTENTION_ORDER)}
 
@@ -61,6 +66,16 @@ def cost_label(usd: float | None, *, simulated: bool) -> str:
     if usd is None:
         return "price unknown"
     return cost(usd) + (" (simulated)" if simulated else "")
+
+
+def spent_of_budget(budget: Budget, usd: float | None, used: int) -> str:
+    """E.g. `$0.12 of $0.50 · 3.4k of 10.0k tokens` (`?`: a cost with no price)."""
+    parts = []
+    if budget.usd is not None:
+        parts.append(f"{'?' if usd is None else cost(usd)} of {cost(budget.usd)}")
+    if budget.tokens is not None:
+        parts.append(f"{tokens(used)} of {tokens(budget.tokens)} tokens")
+    return " · ".join(parts)
 
 
 def percent(share: float | None) -> str:

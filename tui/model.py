@@ -33,6 +33,7 @@ from protocol.events import (
     AgentStatusChanged,
     ApprovalDecided,
     ApprovalRequested,
+    BudgetSet,
     ChecksFinished,
     Event,
     ModelCancelled,
@@ -50,6 +51,7 @@ from protocol.sessions import (
     NEEDS_OPERATOR,
     AgentStatus,
     AgentSummary,
+    Budget,
     PendingApproval,
     SessionSpec,
     SessionSummary,
@@ -155,6 +157,8 @@ class SessionView:
     #: Frames newer than `agg_seq` that skipped a seq (must stay 0: nothing lost).
     gaps: int = 0
     resyncs: int = 0
+    #: The session's budget, as of the last snapshot or `budget.set`.
+    budget: Budget | None = None
 
     @property
     def id(self) -> str:
@@ -273,6 +277,7 @@ class DashboardModel:
                 continue  # ours is newer
             for agent in summary.agents:
                 self._take_summary(view, agent)
+            view.budget = summary.budget
             view.agg_seq = summary.last_seq
         self.version += 1
 
@@ -356,6 +361,9 @@ class DashboardModel:
             agent.running_tools.clear()
 
     def _aggregate(self, view: SessionView, event: Event, ts: float) -> None:
+        if isinstance(event, BudgetSet):
+            view.budget = event.budget
+            return
         if isinstance(event, AgentStarted):
             agent = view.agents.get(event.agent)
             if agent is None:

@@ -133,7 +133,16 @@ TranscriptItem = TaskItem | ReplyItem | ToolItem | NudgeItem | NoteItem
 
 #: Status changes worth a line of their own (running/waiting are shown by the items).
 _NOTED_STATUSES = frozenset(
-    {"paused", "done", "idle", "needs_human", "awaiting_approval", "failed", "vetoed"}
+    {
+        "paused",
+        "budget_reached",
+        "done",
+        "idle",
+        "needs_human",
+        "awaiting_approval",
+        "failed",
+        "vetoed",
+    }
 )
 #: What follows a round of checks, as its note says it.
 _VERDICT_TEXT: dict[CheckVerdict, str] = {

@@ -29,6 +29,7 @@ SESSION_ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/v1/sessions/{ref}/approvals/toolu_1/approve", {}),
     ("POST", "/v1/sessions/{ref}/approvals/toolu_1/deny", {"reason": "no"}),
     ("POST", "/v1/sessions/{ref}/approve", {}),
+    ("POST", "/v1/sessions/{ref}/budget", {"tokens": 1_000}),
 ]
 
 
@@ -129,6 +130,7 @@ def test_openapi_describes_every_route_and_there_is_no_docs_ui(api: ApiServer) -
         ("POST", "/v1/sessions/{ref}/approvals/{call_id}/deny"),
         ("POST", "/v1/sessions/{ref}/check"),
         ("POST", "/v1/sessions/{ref}/approve"),
+        ("POST", "/v1/sessions/{ref}/budget"),
     }
     for path, ops in schema["paths"].items():
         for method, op in ops.items():

@@ -84,7 +84,7 @@ def test_every_operation_with_generated_inputs(private_api: ApiServer) -> None:
             except Exception as exc:  # every operation gets its turn
                 notes = "\n".join(getattr(exc, "__notes__", []))
                 failures.append(f"{operation.label} ({mode}): {exc}\n{notes}")
-    assert operations == 17
+    assert operations == 18
     assert not failures, "\n\n".join(failures)
     started = [s["spec"] for s in api.http.get("/v1/sessions").json()]
     assert len(started) > 1  # generated starts were accepted...

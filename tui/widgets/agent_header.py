@@ -52,6 +52,9 @@ class AgentHeader(Static):
                 f" · {fmt.tokens(session.tokens)} tokens",
                 style="dim",
             )
+        if agent.agent == "root" and session.budget is not None:
+            spent = fmt.spent_of_budget(session.budget, session.cost_usd, session.tokens)
+            text.append(f"\nbudget: {spent}", style="dim")
         task = agent.task or (session.spec.task if agent.agent == "root" else "")
         if task:
             text.append("\ntask: ", style="bold")
@@ -61,6 +64,11 @@ class AgentHeader(Static):
             text.append(" ! needs a human ", style="bold white on red")
             text.append(" " + visible(agent.status_reason or "its checks failed"), style="bold red")
             text.append("  (n nudges it back to work · u resumes)", style="dim")
+        if agent.status == "budget_reached":
+            text.append("\n")
+            text.append(" $ budget reached ", style="bold black on magenta")
+            text.append(" " + visible(agent.status_reason or "the session spent its budget"))
+            text.append("  (steer budget SESSION --usd N raises it)", style="dim")
         if agent.status == "failed" and agent.error:
             text.append("\n✗ failed: ", style="bold red")
             text.append(visible(agent.error), style="red")

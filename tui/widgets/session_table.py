@@ -276,6 +276,8 @@ class SessionTable(ScrollView, can_focus=True):
                     return agent.error, Style.parse("red")
                 if agent.status == "needs_human":
                     return agent.status_reason or "checks failed", Style.parse("bold red")
+                if agent.status == "budget_reached":
+                    return agent.status_reason or "budget reached", Style.parse("bold magenta")
                 text = fmt.activity(agent.activity, now)
                 return text, Style.parse("bold yellow") if text.startswith("approve?") else none
             case "reqs":
