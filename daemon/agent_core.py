@@ -107,6 +107,13 @@ STEER_AUTHOR = "steer"
 CHECK_NOTE_TAIL_BYTES = 8_000
 #: Statuses an agent rests in at the end of a turn, where a nudge goes in at once.
 AT_REST: frozenset[str] = frozenset({"idle", "failed", "needs_human", "awaiting_approval", "done"})
+#: Statuses in which what a running action brings back is dropped: vetoed, or ended on
+#: purpose (`end`). No other way leaves an agent done with an action still running.
+OVER: frozenset[str] = frozenset({"vetoed", "done"})
+
+
+def ended_reason(author: str) -> str:
+    return f"ended by {author}"
 
 
 def denial(reason: str | None) -> str:
@@ -273,7 +280,7 @@ class AgentCore:
         if self._busy is not None:
             return step
         if not self._messages:
-            if self.state.status == "vetoed":
+            if self.state.status in OVER:
                 return step
             self._append({"role": "user", "content": self.config.task})
             return self._go_on(step)
@@ -344,7 +351,7 @@ class AgentCore:
             for n in self.state.in_flight
         )
         self.state.in_flight = []
-        if self.state.status == "vetoed":
+        if self.state.status in OVER:
             return step  # accounted for, never appended
 
         if (
@@ -366,7 +373,7 @@ class AgentCore:
 
     def model_failed(self, message: str, *, retryable: bool = True) -> Step:
         self._expect("model")
-        if self.state.status == "vetoed":
+        if self.state.status in OVER:
             return Step()
         return self._fail(Step(), message, retryable=retryable)
 
@@ -389,7 +396,7 @@ class AgentCore:
             return self._finish_tools(step, list(results))
         if busy in ("checks", "review"):
             # Checks and reviews give way to the operator: a nudge goes in, a veto ends it.
-            return step if self.state.status == "vetoed" else self._go_on(step)
+            return step if self.state.status in OVER else self._go_on(step)
         cost = self._charge(usage.usage, usage.cache_write_1h_tokens) if usage is not None else None
         step.events.append(
             ModelCancelled(
@@ -401,7 +408,7 @@ class AgentCore:
                 cost_usd=self.state.cost_usd,
             )
         )
-        if self.state.status == "vetoed":
+        if self.state.status in OVER:
             return step
         return self._go_on(step)
 
@@ -531,7 +538,7 @@ class AgentCore:
         agent, until it repeats or the attempts run out."""
         self._expect("checks")
         step = Step()
-        if self.state.status == "vetoed":
+        if self.state.status in OVER:
             return step
         previous = self.state.checks
         self.state.checks = report
@@ -587,7 +594,7 @@ class AgentCore:
         for the operator's approval."""
         self._expect("review")
         step = Step()
-        if self.state.status == "vetoed":
+        if self.state.status in OVER:
             return step
         round_no, rounds = report.round, self.config.review_rounds
         verdict: ReviewVerdict
@@ -639,6 +646,30 @@ class AgentCore:
         step = Step()
         step.events.append(OperatorAction(agent=self.config.agent, verb="approve", author=author))
         self._set_status(step, "done", f"approved by {author}")
+        return step
+
+    def end(self, *, author: str) -> Step:
+        """End the agent on purpose as done (`steer done`), without a veto: a running
+        model call, tools, checks or review are interrupted (their result is dropped,
+        a tool batch is answered as stopped), calls waiting for approval are denied and
+        undelivered nudges dropped. A done or vetoed agent is left as it is."""
+        step = Step()
+        if self.state.status in OVER:
+            return step
+        step.events.append(OperatorAction(agent=self.config.agent, verb="done", author=author))
+        self._drop_pending(self.pending)
+        self.state.pause_requested = False
+        self.state.error = None
+        self._set_status(step, "done", ended_reason(author))
+        if self._busy in ("model", "tools", "checks", "review"):
+            self._interrupt(step, "done")
+        elif self._busy == "approval":
+            for approval in self.state.approvals:
+                if approval.approved is None:
+                    self._record_decision(step, approval, False, ended_reason(author), author)
+            self._busy = None
+            self._prepare_denials()
+            return self._finish_tools(step, [])
         return step
 
     def veto(self, *, reason: str | None, author: str) -> Step:
@@ -792,6 +823,11 @@ class AgentCore:
             step.events.extend(findings.events(self.config.agent, call.id, result.findings))
             tampered += findings.tampered(result.findings)
             broken += findings.broken_rules(result.findings)
+        if self.state.status == "done":
+            # Ended by the operator (`end`): every call is answered, so a nudge that
+            # reopens the agent finds a valid conversation; nothing more runs.
+            self._append({"role": "user", "content": content})
+            return step
         # Rules broken go back to the agent at this boundary, right after the results.
         for rule in broken:
             counts = self.state.rule_violations

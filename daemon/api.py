@@ -31,28 +31,37 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
 from daemon.commands import execute
-from daemon.errors import HTTP_STATUS, CommandError, UnknownAgent
+from daemon.errors import HTTP_STATUS, CommandError, UnknownAgent, UnknownSession
 from daemon.follow import follow as follow_events
 from daemon.hub import Hub
+from daemon.life import Removed
 from daemon.redis_health import RedisMonitor, stale
 from daemon.store import Store
 from daemon.supervisor import Supervisor
+from daemon.transfer import MAX_IMPORT, export_lines, parse_export
+from daemon.transfer import import_session as import_export
 from protocol.commands import (
     Approve,
     ApproveRequest,
     ApproveSession,
     ApproveSessionRequest,
+    Archive,
+    ArchiveRequest,
     BudgetRequest,
     Check,
     CheckRequest,
     Deny,
     DenyRequest,
+    DoneRequest,
+    EndSession,
     ErrorCode,
     ErrorInfo,
     Pause,
     PauseRequest,
     Redirect,
     RedirectRequest,
+    Remove,
+    RemoveRequest,
     Resume,
     ResumeRequest,
     SendNudgeCommand,
@@ -142,6 +151,9 @@ _NO_APPROVE = ApproveRequest()
 _NO_DENY = DenyRequest()
 _NO_CHECK = CheckRequest()
 _NO_APPROVE_SESSION = ApproveSessionRequest()
+_NO_DONE = DoneRequest()
+_NO_ARCHIVE = ArchiveRequest()
+_NO_REMOVE = RemoveRequest()
 
 
 def create_api(supervisor: Supervisor, store: Store, hub: Hub, redis: RedisMonitor) -> FastAPI:
@@ -211,8 +223,14 @@ def create_api(supervisor: Supervisor, store: Store, hub: Hub, redis: RedisMonit
         )
 
     @app.get("/v1/sessions")
-    async def list_sessions() -> list[SessionSummary]:
-        return stale(await directory.summaries(), redis.stale_since)
+    async def list_sessions(
+        archived: Annotated[bool, Query(description="archived sessions too")] = False,
+        memory: Annotated[
+            bool, Query(description="each session's memory in Redis (approximate)")
+        ] = False,
+    ) -> list[SessionSummary]:
+        found = await directory.summaries(archived=archived, memory=memory)
+        return stale(found, redis.stale_since)
 
     @app.get("/v1/sessions/{ref}")
     async def get_session(ref: SessionRef) -> SessionSummary:
@@ -331,6 +349,71 @@ def create_api(supervisor: Supervisor, store: Store, hub: Hub, redis: RedisMonit
         sid = await directory.resolve(ref)
         await execute(supervisor, command(ApproveSession, session=sid, **body.model_dump()))
         return await directory.summary(sid)
+
+    # -- a session's life ---------------------------------------------------------
+
+    @app.post("/v1/sessions/{ref}/done")
+    async def end_session(ref: SessionRef, body: DoneRequest = _NO_DONE) -> SessionSummary:
+        """End the session on purpose, without a veto: its root agent and every agent
+        that has not settled stop what they run and end as done."""
+        sid = await directory.resolve(ref)
+        await execute(supervisor, command(EndSession, session=sid, **body.model_dump()))
+        return await directory.summary(sid)
+
+    @app.post("/v1/sessions/{ref}/archive")
+    async def archive(ref: SessionRef, body: ArchiveRequest = _NO_ARCHIVE) -> SessionSummary:
+        """Keep the session in Redis but out of listings, its agents not driven (`undo`:
+        bring it back). Refused while it runs, unless `force` (which ends it first)."""
+        sid = await directory.resolve(ref)
+        await execute(supervisor, command(Archive, session=sid, **body.model_dump()))
+        return await directory.summary(sid)
+
+    @app.post("/v1/sessions/{ref}/remove")
+    async def remove(ref: SessionRef, body: RemoveRequest = _NO_REMOVE) -> Removed:
+        """Delete every key of the session. Refused while it runs, unless `force`."""
+        sid = await directory.resolve(ref)
+        result = await execute(supervisor, command(Remove, session=sid, **body.model_dump()))
+        return Removed.model_validate(result)
+
+    @app.get(
+        "/v1/sessions/{ref}/export",
+        response_class=NDJSONResponse,
+        responses={
+            200: {
+                "description": "the session's whole history as JSON Lines: a header line "
+                "(format, session, exported_at), then its spec, agents, messages, standing "
+                "nudges, protected files and every event (docs/protocol.md, Export)",
+                "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+            }
+        },
+    )
+    async def export_session(ref: SessionRef) -> NDJSONResponse:
+        sid = await directory.resolve(ref)
+        if await store.load_spec(sid) is None:
+            raise UnknownSession(f"unknown session {ref!r}")
+        return NDJSONResponse(export_lines(store, sid))
+
+    @app.post(
+        "/v1/sessions/import",
+        status_code=201,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "description": f"an export (`GET /v1/sessions/{{ref}}/export`), at most "
+                f"{MAX_IMPORT // (1024 * 1024)} MiB",
+                "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+            }
+        },
+    )
+    async def import_session(request: Request) -> SessionSummary:
+        """Load an export as an archived, read-only session (its id and name must be
+        free here): show, logs and the dashboard read it; verbs and nudges are refused."""
+        try:
+            lines = (await request.body()).decode().splitlines()
+        except UnicodeDecodeError as exc:
+            raise CommandError("invalid", f"the export is not UTF-8: {exc}") from None
+        spec = await import_export(supervisor.store, parse_export(lines))
+        return await directory.summary(spec.id)
 
     @app.post("/v1/sessions/{ref}/budget")
     async def set_budget(ref: SessionRef, body: BudgetRequest) -> SessionSummary:

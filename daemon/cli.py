@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -143,7 +144,13 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_tui)
 
     p = _command(sub, "ls", help="list sessions, then the tool calls waiting for approval")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per line, with each session's memory in Redis "
+        "(memory_bytes: MEMORY USAGE summed over its keys, approximate)",
+    )
+    p.add_argument("--all", action="store_true", help="archived sessions too")
     p.set_defaults(func=_ls)
 
     p = _command(
@@ -269,8 +276,58 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", help="why; the model is told")
     _author_arg(p)
     p.set_defaults(func=_deny)
+    _life_commands(sub)
     _completion_commands(sub)
     return parser
+
+
+def _life_commands(sub: Any) -> None:
+    """done, archive, rm, export and import: the end of a session's life, and its move."""
+    session_help = "a session (id, unique id prefix or name)"
+    p = _command(
+        sub,
+        "done",
+        help="end a session on purpose, without a veto: its root agent and every agent "
+        "still at work stop what they run and end as done",
+    )
+    p.add_argument("session", metavar="SESSION", help=session_help)
+    _author_arg(p)
+    p.set_defaults(func=_done)
+
+    p = _command(
+        sub,
+        "archive",
+        help="keep a session in Redis but out of `steer ls` (see --all) and the dashboard, "
+        "its agents not driven; refused while it runs",
+    )
+    p.add_argument("session", metavar="SESSION", help=session_help)
+    p.add_argument("--force", action="store_true", help="archive it even if it runs: end it first")
+    p.add_argument("--undo", action="store_true", help="bring it back from the archive")
+    _author_arg(p)
+    p.set_defaults(func=_archive)
+
+    p = _command(sub, "rm", help="delete a session and every key it has; refused while it runs")
+    p.add_argument("session", metavar="SESSION", help=session_help)
+    p.add_argument("--force", action="store_true", help="remove it even if it runs")
+    _author_arg(p)
+    p.set_defaults(func=_rm)
+
+    p = _command(
+        sub,
+        "export",
+        help="print a session's whole history as JSON Lines (conversations, events, nudges, "
+        "checks, costs), for `steer import`",
+    )
+    p.add_argument("session", metavar="SESSION", help=session_help)
+    p.set_defaults(func=_export)
+
+    p = _command(
+        sub,
+        "import",
+        help="load an export into this daemon as an archived, read-only session; prints its id",
+    )
+    p.add_argument("file", metavar="FILE", help='the export ("-": standard input)')
+    p.set_defaults(func=_import)
 
 
 def _check_args(parser: argparse.ArgumentParser) -> None:
@@ -521,13 +578,22 @@ def _tui(args: argparse.Namespace) -> int:
         url, token = credentials()
     except (OSError, ValueError, KeyError) as exc:
         raise ClientError(f"{NOT_RUNNING}; looked in {home}", EXIT_UNREACHABLE) from exc
+    archived = False
     if args.session is not None:  # refused here, before the dashboard takes the screen
-        _client().get(_session_path(args.session))
-    return tui(url, token, credentials=credentials, session=args.session, author=_author(args))
+        archived = bool(_client().get(_session_path(args.session)).get("archived"))
+    return tui(
+        url,
+        token,
+        credentials=credentials,
+        session=args.session,
+        author=_author(args),
+        archived=archived,
+    )
 
 
 def _ls(args: argparse.Namespace) -> int:
-    sessions = [SessionSummary.model_validate(s) for s in _client().get("/v1/sessions")]
+    found = _client().get("/v1/sessions", archived=args.all, memory=args.json)
+    sessions = [SessionSummary.model_validate(s) for s in found]
     if warning := stale_line(sessions):
         print(f"steer: {warning}", file=sys.stderr)
     if args.json:
@@ -668,6 +734,47 @@ def _budget(args: argparse.Namespace) -> int:
 
 def _deny(args: argparse.Namespace) -> int:
     return _verb(args, f"approvals/{quote(args.call, safe='')}/deny", reason=args.reason)
+
+
+def _done(args: argparse.Namespace) -> int:
+    body = {"author": _author(args)}
+    session = SessionSummary.model_validate(
+        _client().post(_session_path(args.session, "done"), body)
+    )
+    for summary in session.agents:
+        print(f"{address(summary)}  {summary.status}")
+    return 0
+
+
+def _archive(args: argparse.Namespace) -> int:
+    body = {"force": args.force, "undo": args.undo, "author": _author(args)}
+    path = _session_path(args.session, "archive")
+    session = SessionSummary.model_validate(_client().post(path, body))
+    print(f"{session.spec.id}  {'archived' if session.archived else 'back from the archive'}")
+    return 0
+
+
+def _rm(args: argparse.Namespace) -> int:
+    body = {"force": args.force, "author": _author(args)}
+    removed = _client().post(_session_path(args.session, "remove"), body)
+    print(f"{removed['id']}  removed ({removed['keys']} keys)")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    for line in _client().lines(_session_path(args.session, "export")):
+        sys.stdout.write(line + "\n")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    try:
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        raise ClientError(f"cannot read {args.file}: {exc.strerror or exc}") from exc
+    answer = _client().post_content("/v1/sessions/import", data, "application/x-ndjson")
+    print(SessionSummary.model_validate(answer).spec.id)
+    return 0
 
 
 def _redirect(args: argparse.Namespace) -> int:

@@ -57,6 +57,11 @@ class DaemonClient:
     def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
         return self._call("POST", path, json=body or {})
 
+    def post_content(self, path: str, content: bytes, content_type: str) -> Any:
+        """POST a body as it is (an export to import), without a time limit."""
+        headers = {"Content-Type": content_type}
+        return self._call("POST", path, content=content, headers=headers, timeout=None)
+
     def lines(self, path: str, **params: Any) -> Iterator[str]:
         """Stream an NDJSON endpoint line by line (keep-alive blank lines skipped)."""
         try:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import JsonValue
 
+from daemon import life, life_store
 from daemon.agent_state import ROOT
 from daemon.errors import CommandError
 from daemon.redis_health import stale
@@ -19,14 +20,17 @@ from daemon.supervisor import Supervisor
 from protocol.commands import (
     Approve,
     ApproveSession,
+    Archive,
     Check,
     Command,
     Deny,
+    EndSession,
     GetMessages,
     ListSessions,
     Pause,
     Ping,
     Redirect,
+    Remove,
     Resume,
     SendNudgeCommand,
     SetBudget,
@@ -52,8 +56,8 @@ async def execute(
             raise CommandError("invalid", f"{command.type} is for the websocket only")
         case Ping():
             return "pong"
-        case ListSessions():
-            summaries = await directory.summaries()
+        case ListSessions(archived=archived):
+            summaries = await directory.summaries(archived=archived)
             return [s.model_dump(mode="json") for s in stale(summaries, stale_since)]
         case GetMessages(session=ref, agent=agent):
             return list(await directory.messages(await directory.resolve(ref), agent or ROOT))
@@ -66,6 +70,8 @@ async def execute(
             body = SendNudge.model_validate(command.model_dump(exclude={"id", "type", "session"}))
             nudge = await supervisor.send_nudge(await directory.resolve(ref), body)
             return nudge.model_dump(mode="json")
+        case EndSession() | Archive() | Remove():
+            return await life.execute(supervisor, await directory.resolve(command.session), command)
         case Redirect(session=ref, agent=agent, text=text, author=author):
             body = SendNudge(text=text, mode="redirect", agent=agent, author=author)
             nudge = await supervisor.send_nudge(await directory.resolve(ref), body)
@@ -82,6 +88,7 @@ async def execute(
         ):
             sid = await directory.resolve(command.session)
             if not directory.owns(sid):
+                await life_store.writable(supervisor.store, sid)  # archived: nobody to run it
                 return await supervisor.relay.forward(
                     sid, command.model_copy(update={"session": sid})
                 )

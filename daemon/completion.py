@@ -29,6 +29,10 @@ SESSION_COMMANDS = (
     "veto",
     "approve",
     "deny",
+    "done",
+    "archive",
+    "rm",
+    "export",
 )
 
 _BASH = """\

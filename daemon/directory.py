@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
+from daemon import life_store
 from daemon.agent_core import AgentCore
 from daemon.agent_state import ROOT, Message
 from daemon.errors import UnknownAgent, UnknownSession
@@ -39,7 +40,8 @@ class Directory:
     def known_ids(self) -> list[str]:
         """Every session known here: owned ones, and those last read from Redis."""
         local = self._supervisor.session_ids()
-        return local + sorted(set(self._names()) - set(local))
+        archived = self._supervisor.ownership.archived
+        return local + sorted(set(self._names()) - set(local) - archived)
 
     async def resolve(self, ref: str) -> str:
         """A session id from an id, a unique id prefix or a name, among all sessions."""
@@ -55,6 +57,7 @@ class Directory:
         spec = await self._store.load_spec(sid)
         if spec is None:
             raise UnknownSession(f"unknown session {sid!r}")
+        marks = (await life_store.flags(self._store, [sid]))[sid]
         agents = [
             AgentCore(config, state).summary()
             for config, state in await self._store.load_agent_states(sid)
@@ -66,11 +69,25 @@ class Directory:
             agents=agents,
             last_seq=await self._store.last_seq(sid),
             rules=rule_summaries(await self._store.load_standing(sid), agents),
+            archived=marks.archived,
+            imported=marks.imported,
             budget=await self._store.load_budget(sid),
         )
 
-    async def summaries(self) -> list[SessionSummary]:
-        """Every session; while Redis is down, those this daemon owns (from memory)."""
+    async def summaries(
+        self, *, archived: bool = False, memory: bool = False
+    ) -> list[SessionSummary]:
+        """Every session (archived ones too with `archived`, each with its memory in
+        Redis with `memory`); while Redis is down, those this daemon owns (from memory)."""
+        found = await self._summaries()
+        if not archived:
+            found = [s for s in found if not s.archived]
+        if memory and found:
+            sizes = await life_store.memory(self._store, [s.spec.id for s in found])
+            found = [s.model_copy(update={"memory_bytes": sizes[s.spec.id]}) for s in found]
+        return found
+
+    async def _summaries(self) -> list[SessionSummary]:
         try:
             names = set(await self._store.session_names())
         except (RedisError, OSError):

@@ -136,9 +136,11 @@ if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return 1
 """
 
-#: KEYS: lease, epoch, nudges. ARGV: daemon id, ttl ms, mode. Returns the new token or
-#: nil. Modes: `new` (a session id nobody ever used), `orphan` (no live lease), `mine`
-#: (no live lease, or one left by this same daemon id before it restarted).
+#: KEYS: lease, epoch, nudges, spec, archived. ARGV: daemon id, ttl ms, mode. Returns
+#: the new token or nil. Modes: `new` (a session id nobody ever used), `orphan` (no live
+#: lease), `mine` (no live lease, or one left by this same daemon id before it
+#: restarted). An existing session is never claimed while archived, nor once removed
+#: (no spec): a daemon that listed it before `steer rm` cannot bring it back.
 _CLAIM = f"""
 local current = redis.call('GET', KEYS[1])
 if current then
@@ -147,6 +149,11 @@ if current then
   end
 elseif ARGV[3] == 'new' and redis.call('EXISTS', KEYS[2]) == 1 then
   return false
+end
+if ARGV[3] ~= 'new' then
+  if redis.call('EXISTS', KEYS[5]) == 1 or redis.call('EXISTS', KEYS[4]) == 0 then
+    return false
+  end
 end
 local token = ARGV[1] .. ':' .. redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
@@ -160,6 +167,17 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
+"""
+
+#: KEYS: lease, archived. ARGV: the owner's token ('' if none), the archive record.
+#: Archives the session unless a daemon other than the caller holds its lease (0); the
+#: caller's lease is dropped with it, so its last writes are fenced from now on.
+_ARCHIVE = """
+local current = redis.call('GET', KEYS[1])
+if current and current ~= ARGV[1] then return 0 end
+if current then redis.call('DEL', KEYS[1]) end
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
 """
 
 #: KEYS: lease. ARGV: token. Lets another daemon claim the session at once.
@@ -203,6 +221,7 @@ WRITE = Script(_WRITE)
 CLAIM = Script(_CLAIM)
 RENEW = Script(_RENEW)
 RELEASE = Script(_RELEASE)
+ARCHIVE = Script(_ARCHIVE)
 READ_NUDGES = Script(_READ_NUDGES)
 
 

@@ -61,7 +61,9 @@ CORS_METHODS = b"GET, POST"
 CORS_HEADERS = b"Authorization, Content-Type"
 #: How long a browser may reuse a preflight's answer, in seconds.
 CORS_MAX_AGE = b"600"
-_TOO_LARGE: Refusal = (413, "too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+#: The route that takes a session's export (`daemon.transfer`), and its own limit.
+IMPORT_PATH = "/v1/sessions/import"
+MAX_IMPORT_BYTES = 64 * 1024 * 1024
 
 
 class LoopbackGuard:
@@ -101,15 +103,17 @@ class LoopbackGuard:
                 return
             send = _allow_origin(send, origin)
         refusal = refusal or self._token_refusal(headers, None)
+        limit = body_limit(scope)
+        too_large: Refusal = (413, "too_large", f"request bodies are limited to {limit} bytes")
         if refusal is None and b"content-length" in headers:
             length = _single(headers, b"content-length") or b""
-            if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-                refusal = _TOO_LARGE
+            if not length.isdigit() or int(length) > limit:
+                refusal = too_large
         elif refusal is None and b"transfer-encoding" in headers:
             # No length up front: read the body here, up to the limit, and replay it.
-            body = await _read_body(receive)
+            body = await _read_body(receive, limit)
             if body is None:
-                refusal = _TOO_LARGE
+                refusal = too_large
             else:
                 receive = _replay(body, receive)
         if refusal is not None:
@@ -183,7 +187,14 @@ def _single(headers: dict[bytes, list[bytes]], name: bytes) -> bytes | None:
     return values[0] if len(values) == 1 else None
 
 
-async def _read_body(receive: Receive) -> list[Message] | None:
+def body_limit(scope: Scope) -> int:
+    """The largest body the request may have: an import takes a whole export."""
+    if scope["method"] == "POST" and scope.get("path") == IMPORT_PATH:
+        return MAX_IMPORT_BYTES
+    return MAX_BODY_BYTES
+
+
+async def _read_body(receive: Receive, limit: int) -> list[Message] | None:
     """The request's messages up to the end of its body, or None past the limit."""
     messages: list[Message] = []
     size = 0
@@ -193,7 +204,7 @@ async def _read_body(receive: Receive) -> list[Message] | None:
         if message["type"] != "http.request":
             return messages
         size += len(message.get("body", b""))
-        if size > MAX_BODY_BYTES:
+        if size > limit:
             return None
         if not message.get("more_body", False):
             return messages

@@ -10,6 +10,10 @@ doorbell (Pub/Sub, broadcast to every node of a cluster) only wakes the owner.
 This module is imported by the `nudge` command, so it must stay import-free.
 """
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 #: The consumer group on every session's nudge stream, and its one consumer: only
 #: the session's owner reads it (through a fenced script), so a new owner finds the
 #: unacknowledged entries of the previous one under the same consumer name.
@@ -98,6 +102,44 @@ class Keys:
         budget`); absent: no budget."""
         return f"{self.prefix}:{{{sid}}}:budget"
 
+    def archived(self, sid: str) -> str:
+        """String, JSON `{"at", "by"}`: the session is archived, so no daemon claims it
+        (the claim script checks it); absent otherwise."""
+        return f"{self.prefix}:{{{sid}}}:archived"
+
+    def imported(self, sid: str) -> str:
+        """String, JSON: where an imported session came from (`daemon.transfer`); such a
+        session is read-only for good."""
+        return f"{self.prefix}:{{{sid}}}:imported"
+
+    def session_keys(self, sid: str, agents: "Iterable[str]") -> list[str]:
+        """Every key of the session steer knows of, for the agent ids `agents`."""
+        keys = [
+            self.control(sid),
+            self.nudges(sid),
+            self.lease(sid),
+            self.epoch(sid),
+            self.spec(sid),
+            self.events(sid),
+            self.standing(sid),
+            self.protected(sid),
+            self.archived(sid),
+            self.imported(sid),
+            self.agents(sid),
+        ]
+        for aid in agents:
+            keys += [
+                self.messages(sid, aid),
+                self.state(sid, aid),
+                self.pending(sid, aid),
+                self.seen(sid, aid),
+            ]
+        return keys
+
+    def session_pattern(self, sid: str) -> str:
+        """A SCAN MATCH pattern for every key of the session (those added later too)."""
+        return f"{_glob_escape(self.prefix)}:{{{_glob_escape(sid)}}}:*"
+
     def agents(self, sid: str) -> str:
         """Hash: agent id -> AgentConfig as JSON (fixed for the agent's life)."""
         return f"{self.prefix}:{{{sid}}}:agents"
@@ -117,3 +159,8 @@ class Keys:
     def seen(self, sid: str, aid: str) -> str:
         """Set: every nudge id recorded for the agent, so a redelivery is a no-op."""
         return f"{self.prefix}:{{{sid}}}:agent:{aid}:seen"
+
+
+def _glob_escape(text: str) -> str:
+    """`text` matched literally by a Redis glob pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -50,8 +50,11 @@ MAX_REDIRECTS = 5
 #: What Redis knows of an agent, in one round trip and without `json` on this side (its
 #: import, with `re`, would cost this command a tenth of its start-up): whether the
 #: session has any agent recorded, whether this one is, whether it has a parent, and
-#: its status ("" when it has no state yet). Both keys share the session's hash slot.
+#: its status ("" when it has no state yet), or that the session is imported or archived
+#: (nobody reads its stream). All keys share the session's hash slot.
 AGENT_SCRIPT = """
+if redis.call('EXISTS', KEYS[4]) == 1 then return 'imported' end
+if redis.call('EXISTS', KEYS[3]) == 1 then return 'archived' end
 local config = redis.call('HGET', KEYS[1], ARGV[1])
 if not config then return {redis.call('EXISTS', KEYS[1]), 0, 0, ''} end
 local parent = cjson.decode(config).parent
@@ -325,11 +328,27 @@ def _check_agent(redis: _Redis, keys: Keys, sid: str, agent: str) -> None:
     daemon decides, and --wait reports its answer."""
     aid = agent or ROOT
     try:
-        reply = redis.call("EVAL", AGENT_SCRIPT, 2, keys.agents(sid), keys.state(sid, aid), aid)
+        reply = redis.call(
+            "EVAL",
+            AGENT_SCRIPT,
+            4,
+            keys.agents(sid),
+            keys.state(sid, aid),
+            keys.archived(sid),
+            keys.imported(sid),
+            aid,
+        )
     except Fail as exc:
         if isinstance(exc.__context__, resp.RespError):  # NOPERM, or a value not JSON
             return
         raise
+    if reply == "imported":  # the daemon's own sentences (`daemon.life_store`)
+        raise Fail(f"{sid}: imported sessions are read-only", EXIT_REFUSED)
+    if reply == "archived":
+        raise Fail(
+            f"session {sid} is archived; `steer archive --undo {sid}` brings it back",
+            EXIT_REFUSED,
+        )
     if not isinstance(reply, list) or len(reply) != 4:
         return
     any_agent, known, subagent, status = reply

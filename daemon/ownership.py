@@ -37,6 +37,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from daemon import life_store
 from daemon.aio import raise_if_cancelled
 from daemon.store import Store
 
@@ -72,6 +73,8 @@ class Ownership:
         self._renewed_at = time.monotonic()
         #: Every session's name, as of the last scan.
         self.names: dict[str, str] = {}
+        #: The sessions archived, as of the last scan.
+        self.archived: set[str] = set()
 
     @property
     def owned(self) -> list[str]:
@@ -142,14 +145,19 @@ class Ownership:
     async def scan(self) -> None:
         """Claim this daemon's own sessions and its fair share of orphans."""
         self.names = await self._store.session_names()
-        sids = list(self.names)
         owned = set(self.owned)
-        candidates = [sid for sid in sids if sid not in owned]
+        candidates = [sid for sid in self.names if sid not in owned]
         if not candidates:
+            self.archived = set()
             return
         holders = await self._store.lease_holders(candidates)
+        # Archived sessions are not driven (the claim script refuses them too): kept
+        # out of the count and of "every session" subscriptions.
+        marks = await life_store.flags(self._store, candidates)
+        self.archived = {sid for sid, mark in marks.items() if mark.archived}
+        sids = [sid for sid in self.names if sid not in self.archived]
         mine = [s for s, h in holders.items() if h is not None and _holder(h) == self.daemon_id]
-        orphans = [s for s, h in holders.items() if h is None]
+        orphans = [s for s, h in holders.items() if h is None and s not in self.archived]
         if not mine and not orphans:
             return
         live = max(1, len(await self._store.live_daemons()))

@@ -121,6 +121,9 @@ class AgentRunner:
         self._on_delta = on_delta
         self._on_fenced = on_fenced
         self._inbox: asyncio.Queue[Input] = asyncio.Queue()
+        self._handling = False
+        #: Set while `quiet`.
+        self._quiet = asyncio.Event()
         self._started = False
         if autostart:
             self._inbox.put_nowait(StartInput())
@@ -139,14 +142,36 @@ class AgentRunner:
         self._counted = Spend()
         self._committed()
         self._log = AgentLog(log, {"sid": core.config.session, "agent": core.config.agent})
+        self._note_quiet()
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing runs, waits on the inbox or is being handled: all it did is stored."""
+        return self._action is None and self._inbox.empty() and not self._handling
+
+    async def until_quiet(self) -> None:
+        await self._quiet.wait()
+
+    def _note_quiet(self) -> None:
+        if self.quiet:
+            self._quiet.set()
+        else:
+            self._quiet.clear()
 
     def deliver(self, item: NudgeInput | StartInput | Control) -> None:
         self._inbox.put_nowait(item)
+        self._quiet.clear()
 
     async def run(self) -> None:
         try:
             while True:
-                await self._handle(await self._inbox.get())
+                item = await self._inbox.get()
+                self._handling = True
+                try:
+                    await self._handle(item)
+                finally:
+                    self._handling = False
+                    self._note_quiet()
         except FenceError as exc:
             # Another daemon owns the session now (or the store moved on without us):
             # stop at once; whatever this agent would write next is refused anyway.
@@ -266,6 +291,7 @@ class AgentRunner:
     ) -> None:
         task = asyncio.ensure_future(coro)
         self._action = task
+        self._quiet.clear()
         self._progress = None  # a model call sets its own
         task.add_done_callback(lambda t: self._inbox.put_nowait(ActionEnded(t)))
 

@@ -114,7 +114,7 @@ class Store:
         k = self.keys
         async with self.redis.pipeline(transaction=False) as pipe:
             for sid in sids:
-                keys = [k.lease(sid), k.epoch(sid), k.nudges(sid)]
+                keys = [k.lease(sid), k.epoch(sid), k.nudges(sid), k.spec(sid), k.archived(sid)]
                 CLAIM.queue(pipe, keys, [daemon_id, ttl_ms, mode])
             tokens = await pipe.execute()
         claimed = []

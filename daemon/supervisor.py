@@ -27,7 +27,8 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from daemon.agent_core import AgentCore
+from daemon import life_store
+from daemon.agent_core import OVER, AgentCore
 from daemon.agent_state import (
     ROOT,
     AgentConfig,
@@ -82,6 +83,8 @@ from protocol.sessions import SETTLED, Budget, SessionSpec, SessionSummary, Star
 log = logging.getLogger("steer.supervisor")
 
 STOP_RECANCEL_S = 0.2
+#: How long `archive --force` waits for the actions it interrupted to end and be stored.
+SETTLE_TIMEOUT_S = 10.0
 
 
 class Supervisor:
@@ -360,6 +363,63 @@ class Supervisor:
             [self._runner(sid, ROOT)], lambda core: core.approve_done(author=author)
         )
 
+    async def end_session(self, sid: str, *, author: str) -> None:
+        """End the session on purpose (`steer done`): the root agent and every agent that
+        has not settled stop what they run and end as done."""
+        status = self._runner(sid, ROOT).core.state.status
+        if status in OVER:
+            raise CommandError("conflict", f"session {sid} is {status}; there is nothing to end")
+        await self._end_all(sid, author)
+
+    async def archive_session(self, sid: str, *, author: str, force: bool) -> None:
+        """Stop driving the session and keep it archived (`daemon.life_store`); one at
+        work is refused, or with `force` ended first."""
+        await self._settle_for(sid, "archive", author=author, force=force)
+        if not await life_store.archive(self.store, sid, self.store.tokens.get(sid), author):
+            raise CommandError("unavailable", f"session {sid} changed hands meanwhile; retry")
+        self._lost(sid)  # after the mark: no scan of this daemon claims it back meanwhile
+        log.info("session.archived sid=%s by=%s", sid, author)
+
+    async def remove_session(self, sid: str, *, author: str, force: bool) -> int:
+        """Stop driving the session and delete every key it has; how many there were."""
+        await self._settle_for(sid, "rm", author=author, force=force)  # tools end cleanly
+        name = self._specs[sid].name
+        # Archived first: the lease goes in the same script, so whatever its agents still
+        # write is fenced, and no daemon claims it before its keys are gone.
+        await life_store.archive(self.store, sid, self.store.tokens.get(sid), author)
+        self._lost(sid)
+        removed = await life_store.remove(self.store, sid, name)
+        log.info("session.removed sid=%s by=%s keys=%d", sid, author, removed)
+        return removed
+
+    async def _settle_for(self, sid: str, verb: str, *, author: str, force: bool) -> None:
+        """Refuse `verb` on a session at work, or with `force` end it and wait until what
+        its agents were running has ended and been stored."""
+        busy = life_store.at_work(self.summary(sid).agents)
+        if not busy:
+            return
+        if not force:
+            raise life_store.busy_refusal(verb, sid, busy)
+        await self._end_all(sid, author)
+        runners = list(self._runners.get(sid, {}).values())
+        try:  # interrupted actions end within moments
+            async with asyncio.timeout(SETTLE_TIMEOUT_S):
+                await asyncio.gather(*(r.until_quiet() for r in runners))
+        except TimeoutError:
+            log.warning("session.not_quiet sid=%s: archived all the same", sid)
+
+    async def _end_all(self, sid: str, author: str) -> None:
+        # Delivered at once: a child has its end before its interrupted parent's veto.
+        targets = [
+            r
+            for r in self._runners[sid].values()
+            if r.core.state.status not in SETTLED or r.core.config.parent is None
+        ]
+        await self._control(
+            [r for r in targets if r.core.state.status not in OVER],
+            lambda core: core.end(author=author),
+        )
+
     async def decide(
         self,
         sid: str,
@@ -537,6 +597,7 @@ class Supervisor:
         """Why the agent takes no more nudges (`AgentCore.finished`), wherever it runs."""
         if sid in self._specs:
             return self.core(sid, aid).finished
+        await life_store.writable(self.store, sid)  # archived or imported: nobody reads it
         for config, state in await self.store.load_agent_states(sid):
             if config.agent == aid:
                 return AgentCore(config, state).finished

@@ -87,9 +87,10 @@ class Unsubscribe(_Command):
 
 
 class ListSessions(_Command):
-    """Result: a list of `SessionSummary`."""
+    """Result: a list of `SessionSummary`; archived sessions only with `archived`."""
 
     type: Literal["sessions"] = "sessions"
+    archived: bool = False
 
 
 class GetMessages(_Command):
@@ -293,6 +294,61 @@ class SetBudget(BudgetRequest, _Command):
     session: SessionRef
 
 
+class DoneRequest(BaseModel):
+    """The body of `POST /v1/sessions/{session}/done`."""
+
+    # Strict: a flag is a JSON boolean, not a number or a string that looks like one.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    author: Author = "operator"
+
+
+class EndSession(DoneRequest, _Command):
+    """End the session on purpose, without a veto: the root agent and every agent that
+    has not settled stop what they run (a model call, tools, checks) and end as done."""
+
+    type: Literal["done"] = "done"
+    session: SessionRef
+
+
+class ArchiveRequest(BaseModel):
+    """The body of `POST /v1/sessions/{session}/archive`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    #: Archive a session that still runs: end it (as `done`) first.
+    force: bool = False
+    #: Take the session out of the archive: a daemon drives it again.
+    undo: bool = False
+    author: Author = "operator"
+
+
+class Archive(ArchiveRequest, _Command):
+    """Keep the session in Redis but out of listings, its agents not driven; refused
+    while it runs (any agent running, waiting, queued, checking or reviewing) unless
+    `force`."""
+
+    type: Literal["archive"] = "archive"
+    session: SessionRef
+
+
+class RemoveRequest(BaseModel):
+    """The body of `POST /v1/sessions/{session}/remove`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    #: Remove a session that still runs: its agents are stopped where they are.
+    force: bool = False
+    author: Author = "operator"
+
+
+class Remove(RemoveRequest, _Command):
+    """Delete every key of the session; refused while it runs unless `force`."""
+
+    type: Literal["remove"] = "remove"
+    session: SessionRef
+
+
 Command = Annotated[
     Ping
     | Subscribe
@@ -309,6 +365,9 @@ Command = Annotated[
     | Deny
     | Check
     | ApproveSession
+    | EndSession
+    | Archive
+    | Remove
     | SetBudget,
     Field(discriminator="type"),
 ]

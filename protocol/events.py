@@ -16,8 +16,9 @@ from protocol.sessions import AgentStatus, Budget, SessionSpec, Usage
 
 #: pause: at the next boundary; pause_now: cancel the in-flight model call first;
 #: check: the operator ran the acceptance checks (`steer check`); approve: the operator
-#: accepted the work of a session awaiting approval (`steer approve SESSION`).
-ControlVerb = Literal["pause", "pause_now", "resume", "veto", "check", "approve"]
+#: accepted the work of a session awaiting approval (`steer approve SESSION`); done: the
+#: operator ended the session on purpose (`steer done`).
+ControlVerb = Literal["pause", "pause_now", "resume", "veto", "check", "approve", "done"]
 #: What a review round leads to. findings: they go to the agent as a note, and work goes
 #: on; clean: nothing found; repeated: the same findings as an earlier round; last_round:
 #: the rounds ran out (these three wait for the operator's approval); incomplete: the

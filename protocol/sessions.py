@@ -255,6 +255,14 @@ class SessionSummary(BaseModel):
     stale_since: float | None = None
     #: The session's rules (`nudge --rule`), oldest first, with their violation counts.
     rules: list[RuleSummary] = Field(default_factory=list)
+    #: Kept in Redis but out of `steer ls` (and the dashboard) unless asked for; its
+    #: agents are not driven (`steer archive`).
+    archived: bool = False
+    #: Loaded from an export (`steer import`): archived and read-only for good.
+    imported: bool = False
+    #: Roughly what its keys take in Redis (MEMORY USAGE summed over them), in bytes;
+    #: only when asked for (`GET /v1/sessions?memory=true`, `steer ls --json`).
+    memory_bytes: int | None = None
     #: The session's budget as it stands (`steer budget` changes it); what it has spent
     #: is `cost_usd` and `tokens` over its agents.
     budget: Budget | None = None

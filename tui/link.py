@@ -108,8 +108,11 @@ class Link:
         on_state: Callable[[LinkState], None] = lambda state: None,
         backoff: Callable[[int], float] = backoff,
         ack_timeout: float = ACK_TIMEOUT_S,
+        archived: bool = False,
     ) -> None:
         self.model = model
+        #: Whether the snapshot lists archived sessions too (`steer tui` of one).
+        self._archived = archived
         self._http_url = url
         self._token = token
         self._credentials = credentials
@@ -232,7 +235,7 @@ class Link:
         self._conn = conn
         reader = asyncio.create_task(self._read(conn), name="tui reader")
         try:
-            ack = await self.call(ListSessions)
+            ack = await self.call(ListSessions, archived=self._archived)
             if not ack.ok or not isinstance(ack.result, list):
                 raise _Refused(_describe(ack))
             self.model.apply_snapshot([SessionSummary.model_validate(s) for s in ack.result])

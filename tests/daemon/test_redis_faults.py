@@ -21,6 +21,7 @@ from daemon.redis_clients import RedisClients
 from daemon.redis_server import RedisServer
 from daemon.store import Store
 from protocol.nudges import Nudge
+from protocol.sessions import SessionSpec
 from tests.faultproxy import FaultProxy
 from tests.fixtures.daemon import own, send_nudge
 from tests.fixtures.steer_process import DaemonProcess, StartSteerDaemon
@@ -135,6 +136,8 @@ async def test_a_session_claimed_as_the_connection_breaks_is_loaded_at_the_next_
     clients = RedisClients.open(proxy.url())  # as the daemon's: no retries
     store = Store(clients.writes, Keys("claims"))
     await store.redis.hset(store.keys.sessions, "s-one", "one")  # listed, no lease: an orphan
+    spec = SessionSpec(id="s-one", name="one", task="t", workdir="/", model="m", created_at=1.0)
+    await store.redis.set(store.keys.spec("s-one"), spec.model_dump_json())  # claims want it
     loads: list[str] = []
 
     async def load(sid: str) -> None:

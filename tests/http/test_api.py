@@ -29,6 +29,10 @@ SESSION_ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/v1/sessions/{ref}/approvals/toolu_1/approve", {}),
     ("POST", "/v1/sessions/{ref}/approvals/toolu_1/deny", {"reason": "no"}),
     ("POST", "/v1/sessions/{ref}/approve", {}),
+    ("POST", "/v1/sessions/{ref}/done", {}),
+    ("POST", "/v1/sessions/{ref}/archive", {"force": True}),
+    ("POST", "/v1/sessions/{ref}/remove", {}),
+    ("GET", "/v1/sessions/{ref}/export", None),
     ("POST", "/v1/sessions/{ref}/budget", {"tokens": 1_000}),
 ]
 
@@ -130,6 +134,11 @@ def test_openapi_describes_every_route_and_there_is_no_docs_ui(api: ApiServer) -
         ("POST", "/v1/sessions/{ref}/approvals/{call_id}/deny"),
         ("POST", "/v1/sessions/{ref}/check"),
         ("POST", "/v1/sessions/{ref}/approve"),
+        ("POST", "/v1/sessions/{ref}/done"),
+        ("POST", "/v1/sessions/{ref}/archive"),
+        ("POST", "/v1/sessions/{ref}/remove"),
+        ("GET", "/v1/sessions/{ref}/export"),
+        ("POST", "/v1/sessions/import"),
         ("POST", "/v1/sessions/{ref}/budget"),
     }
     for path, ops in schema["paths"].items():
