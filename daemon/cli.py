@@ -303,6 +303,12 @@ def _life_commands(sub: Any) -> None:
     p.add_argument("session", metavar="SESSION", help=session_help)
     p.add_argument("--force", action="store_true", help="archive it even if it runs: end it first")
     p.add_argument("--undo", action="store_true", help="bring it back from the archive")
+    p.add_argument(
+        "--compact",
+        action="store_true",
+        help="also drop the events its conversations repeat (requests, tool calls and "
+        "results), keeping nudges, evidence, replies and costs; works on an archived one",
+    )
     _author_arg(p)
     p.set_defaults(func=_archive)
 
@@ -747,10 +753,16 @@ def _done(args: argparse.Namespace) -> int:
 
 
 def _archive(args: argparse.Namespace) -> int:
-    body = {"force": args.force, "undo": args.undo, "author": _author(args)}
+    body = {
+        "force": args.force,
+        "undo": args.undo,
+        "compact": args.compact,
+        "author": _author(args),
+    }
     path = _session_path(args.session, "archive")
     session = SessionSummary.model_validate(_client().post(path, body))
-    print(f"{session.spec.id}  {'archived' if session.archived else 'back from the archive'}")
+    state = "archived" if session.archived else "back from the archive"
+    print(f"{session.spec.id}  {state}{', events compacted' if args.compact else ''}")
     return 0
 
 

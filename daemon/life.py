@@ -9,16 +9,20 @@ it meanwhile.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
 from daemon import life_store
+from daemon.compaction import compact_events
 from daemon.errors import CommandError
 from protocol.commands import Archive, EndSession, Remove
 
 if TYPE_CHECKING:
     from daemon.supervisor import Supervisor
+
+log = logging.getLogger("steer.life")
 
 LifeVerb = EndSession | Archive | Remove
 
@@ -36,6 +40,23 @@ class Removed(BaseModel):
 async def execute(supervisor: Supervisor, sid: str, command: LifeVerb) -> JsonValue:
     """Run a life verb on session `sid`; for `rm`, a `Removed` as JSON, else None."""
     store = supervisor.store
+    if isinstance(command, Archive) and command.compact and not command.undo:
+        marks = (await life_store.flags(store, [sid]))[sid]
+        if marks.imported:
+            raise CommandError("conflict", f"{sid}: {life_store.READ_ONLY}")
+        if not marks.archived:
+            await execute(supervisor, sid, command.model_copy(update={"compact": False}))
+        # Archived: no daemon holds its lease, so the compaction is fenced on that.
+        done = await compact_events(store.redis, store.keys, sid, token=None)
+        log.info(
+            "session.compacted sid=%s kept=%d dropped=%d bytes_before=%d bytes_after=%d",
+            sid,
+            done.kept,
+            done.dropped,
+            done.bytes_before,
+            done.bytes_after,
+        )
+        return None
     if supervisor.owns(sid):
         return await _here(supervisor, sid, command)
     if (await store.lease_holders([sid]))[sid] is not None:

@@ -320,6 +320,10 @@ class ArchiveRequest(BaseModel):
     force: bool = False
     #: Take the session out of the archive: a daemon drives it again.
     undo: bool = False
+    #: Also compact its event stream: drop the frames its conversations repeat (requests
+    #: sent, tool calls and results), keep nudges, evidence, replies and costs. On a
+    #: session archived already, compact it.
+    compact: bool = False
     author: Author = "operator"
 
 

@@ -145,3 +145,22 @@ async def conversations(redis: Any, keys: Keys, sid: str) -> dict[str, list[str]
         aid: await redis.lrange(keys.messages(sid, aid), 0, -1)
         for aid in await redis.hkeys(keys.agents(sid))
     }
+
+
+def test_archive_compact_from_the_cli_keeps_what_show_and_logs_read(
+    steerd: DaemonProcess, workdir: Path
+) -> None:
+    sid = run(steerd, "[scenario:check-fix] archive and compact", workdir, "--check", CHECK)
+    until(lambda: root_status(steerd, sid) == "done", what="the checks to pass")
+    before = ok(steerd, "logs", sid)
+    assert " model.request " in before and " tool.result " in before
+    shown = ok(steerd, "show", sid)
+
+    assert ok(steerd, "archive", sid, "--compact") == f"{sid}  archived, events compacted\n"
+    after = ok(steerd, "logs", sid)
+    assert " model.request " not in after and " tool.result " not in after
+    assert " passed: all 1 passed" in after and " nudge.applied " in after
+    assert ok(steerd, "show", sid) == shown  # the conversation and the evidence are whole
+    # Archived already: compacting again is allowed and changes nothing more.
+    assert ok(steerd, "archive", sid, "--compact") == f"{sid}  archived, events compacted\n"
+    assert ok(steerd, "logs", sid) == after
