@@ -123,6 +123,7 @@ class Keys:
             self.events(sid),
             self.standing(sid),
             self.protected(sid),
+            self.budget(sid),
             self.archived(sid),
             self.imported(sid),
             self.agents(sid),

@@ -4,6 +4,7 @@ An export is one JSON object per line, each with a `kind`:
 
 - `header` first: `format` (EXPORT_FORMAT), `session` (its id) and `exported_at`;
 - `spec`: the SessionSpec;
+- `budget`: its budget, if it has one (`steer budget`);
 - `agent`, one per agent (by id): its config, its small state (status, usage, costs,
   the last checks' evidence), the nudges recorded for it and not yet delivered
   (`pending`) and the ids of every nudge it recorded (`seen`);
@@ -42,7 +43,7 @@ from daemon.life_store import record
 from daemon.store import Store
 from protocol.envelope import Frame
 from protocol.nudges import Nudge
-from protocol.sessions import SessionSpec
+from protocol.sessions import Budget, SessionSpec
 
 EXPORT_FORMAT = 1
 #: The largest import the daemon reads (the API's body limit for the import route).
@@ -71,6 +72,8 @@ async def export_lines(store: Store, sid: str) -> AsyncIterator[bytes]:
         {"kind": "header", "format": EXPORT_FORMAT, "session": sid, "exported_at": time.time()}
     )
     yield _line({"kind": "spec", "spec": _plain(spec)})
+    if (budget := await store.load_budget(sid)) is not None:
+        yield _line({"kind": "budget", "budget": _plain(budget)})
     agents = sorted(await store.load_agents(sid), key=lambda a: a.config.agent)
     for agent in agents:
         pending = sorted(agent.pending, key=lambda n: (n.sent_at, n.nudge_id))
@@ -113,6 +116,7 @@ class Export:
     session: str
     exported_at: float
     spec: SessionSpec
+    budget: Budget | None = None
     agents: dict[str, ImportedAgent] = field(default_factory=dict)
     standing: list[Nudge] = field(default_factory=list)
     protected: dict[str, ProtectedFile] = field(default_factory=dict)
@@ -197,6 +201,8 @@ def _take(export: Export, kind: object, value: dict[str, Any]) -> None:
             if not isinstance(message, dict):
                 raise ValueError("a message is not a JSON object")
             agent.messages.append(message)
+        case "budget":
+            export.budget = Budget.model_validate(value["budget"])
         case "standing":
             export.standing.append(Nudge.model_validate(value["nudge"]))
         case "protected":
@@ -229,6 +235,8 @@ async def import_session(store: Store, export: Export) -> SessionSpec:
             origin = {"imported_at": time.time(), "exported_at": export.exported_at}
             pipe.set(keys.imported(sid), json.dumps(origin))
             pipe.set(keys.spec(sid), spec.model_dump_json())
+            if export.budget is not None:
+                pipe.set(keys.budget(sid), export.budget.model_dump_json())
             for aid, agent in export.agents.items():
                 pipe.hset(keys.agents(sid), aid, agent.config.model_dump_json())
                 pipe.set(keys.state(sid, aid), agent.state.model_dump_json())

@@ -99,7 +99,12 @@ def test_export_then_import_into_another_daemon_round_trips(
     workdir: Path,
     tmp_path: Path,
 ) -> None:
-    sid = run(steerd, "[scenario:short] move", workdir, "--name", "mover", "--check", "true")
+    sid = run(
+        steerd,
+        "[scenario:short] move",
+        workdir,
+        *("--name", "mover", "--check", "true", "--budget-tokens", "1000000"),
+    )
     sent = steerd.cli(sid, "keep it short", tool="nudge")
     assert sent.returncode == 0, sent.stderr
     until(lambda: root_status(steerd, sid) == "done", what="the checks to pass")
@@ -107,7 +112,7 @@ def test_export_then_import_into_another_daemon_round_trips(
     header, *rest = [json.loads(line) for line in exported.splitlines()]
     assert (header["kind"], header["format"], header["session"]) == ("header", 1, sid)
     kinds = {line["kind"] for line in rest}
-    assert {"spec", "agent", "message", "frame"} <= kinds
+    assert {"spec", "budget", "agent", "message", "frame"} <= kinds
     assert any(
         line["kind"] == "frame" and line["frame"]["event"]["type"] == "nudge.applied"
         for line in rest
@@ -125,6 +130,7 @@ def test_export_then_import_into_another_daemon_round_trips(
     assert row["imported"] is True and row["archived"] is True and row["status"] == "done"
     assert ok(there, "show", "mover") == ok(steerd, "show", "mover")
     assert ok(there, "logs", sid, "--json") == ok(steerd, "logs", sid, "--json")
+    assert ok(there, "cost", sid) == ok(steerd, "cost", sid)
     again = ok(there, "export", sid).splitlines()
     assert again[1:] == exported.splitlines()[1:]  # all but the header's exported_at
     assert json.loads(again[0])["exported_at"] >= header["exported_at"]
