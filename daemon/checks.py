@@ -74,7 +74,7 @@ async def run_check(workspace: Workspace, command: str, timeout_s: float) -> Che
         ended = await execute(
             workspace, command, timeout_s, CappedOutput(OUTPUT_HEAD_BYTES, OUTPUT_TAIL_BYTES)
         )
-    except OSError as exc:  # the workdir is gone, say: the check fails, with the reason
+    except (OSError, ValueError) as exc:  # no workdir, a NUL byte: it fails, saying why
         ended = Ended(NOT_STARTED, f"steer could not run the check: {exc}")
     return CheckRun(
         command=command,

@@ -26,7 +26,8 @@ CheckCommand = Annotated[
     Field(
         min_length=1,
         max_length=MAX_CHECK_CHARS,
-        pattern=r"\S",
+        # Not blank, and no NUL: a command line cannot hold one.
+        pattern=r"^[^\x00]*[^\s\x00][^\x00]*$",
         description="a shell command line; exit code 0 passes",
     ),
 ]
