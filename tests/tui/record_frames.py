@@ -22,6 +22,8 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +96,9 @@ class Recorder:
         await asyncio.wait_for(future, 60)
 
 
-async def record_checks(home: Path, workdir: Path) -> list[dict[str, Any]]:
-    """A session whose checks pass on the second attempt, and one that needs a human."""
+@asynccontextmanager
+async def recording(home: Path) -> AsyncIterator[Recorder]:
+    """A recorder on the daemon's websocket, subscribed to every session's new frames."""
     info = json.loads((home / DAEMON_FILE).read_text())
     token = (home / TOKEN_FILE).read_text().strip()
     ws = info["url"].replace("http://", "ws://") + "/v1/ws"
@@ -104,6 +107,15 @@ async def record_checks(home: Path, workdir: Path) -> list[dict[str, Any]]:
         rec = Recorder(conn)
         reader = asyncio.create_task(rec.read())
         await rec.command("subscribe", sessions="*", replay=False)
+        try:
+            yield rec
+        finally:
+            reader.cancel()
+
+
+async def record_checks(home: Path, workdir: Path) -> list[dict[str, Any]]:
+    """A session whose checks pass on the second attempt, and one that needs a human."""
+    async with recording(home) as rec:
         fixed, stuck = workdir / "answer", workdir / "parser"
         fixed.mkdir()
         stuck.mkdir()
@@ -125,19 +137,12 @@ async def record_checks(home: Path, workdir: Path) -> list[dict[str, Any]]:
             checks=["test -f parser.py", failing],
         )
         await rec.until(parser["id"], "agent.status", status="needs_human")
-        reader.cancel()
-        return rec.lines
+    return rec.lines
 
 
 async def record(home: Path, workdir: Path) -> list[dict[str, Any]]:
     info = json.loads((home / DAEMON_FILE).read_text())
-    token = (home / TOKEN_FILE).read_text().strip()
-    ws = info["url"].replace("http://", "ws://") + "/v1/ws"
-    async with connect(ws, additional_headers={"Authorization": f"Bearer {token}"}) as conn:
-        await conn.recv()  # hello
-        rec = Recorder(conn)
-        reader = asyncio.create_task(rec.read())
-        await rec.command("subscribe", sessions="*", replay=False)
+    async with recording(home) as rec:
 
         async def start(task: str, name: str, **extra: Any) -> str:
             spec = await rec.command("start", task=task, workdir=str(workdir), name=name, **extra)
@@ -173,8 +178,7 @@ async def record(home: Path, workdir: Path) -> list[dict[str, Any]]:
         split = await start("[scenario:spawn] check both parts", "split-check")
         await rec.until(split, "agent.status", agent="a1", status="done")
         await rec.deltas(split, "a2", 8)
-        reader.cancel()
-        return rec.lines
+    return rec.lines
 
 
 def normalize(lines: list[dict[str, Any]], workdir: str) -> list[dict[str, Any]]:
