@@ -37,8 +37,12 @@ async def refused(daemon: Daemon, **kwargs: Any) -> int:
 
 
 async def nudges_queued(daemon: Daemon, sid: str) -> int:
-    length: int = await daemon.store.redis.xlen(daemon.keys.nudges(sid))
-    return length
+    """Entries ever added to the session's nudge stream (its owner trims what it has
+    acknowledged, so its length says less)."""
+    if not await daemon.store.redis.exists(daemon.keys.nudges(sid)):
+        return 0
+    info = await daemon.store.redis.xinfo_stream(daemon.keys.nudges(sid))
+    return int(info["entries-added"])
 
 
 async def session(daemon: Daemon, workdir: Path) -> SessionSpec:

@@ -15,13 +15,14 @@ from tests.daemon.test_ownership import new_session, store_like
 from tests.fixtures.daemon import send_nudge
 from tests.nudge_flood import run as flood
 
-NUDGES = 10_000
+#: The suite's short run; `scripts/nudge_flood` sends 10,000 (about 13 s more here).
+NUDGES = 2_000
 WINDOW = 200
 SESSIONS = 4
 
 
-@pytest.mark.timeout(180)
-async def test_the_nudge_stream_stays_bounded_while_10000_nudges_flow(tmp_path: Path) -> None:
+@pytest.mark.timeout(120)
+async def test_the_nudge_stream_stays_bounded_while_nudges_flow(tmp_path: Path) -> None:
     report = await flood(tmp_path, sessions=SESSIONS, nudges=NUDGES, window=WINDOW)
     assert report.problems == [], "\n".join(report.lines())
     assert report.nudges_sent == report.nudges_applied == NUDGES
