@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from protocol.envelope import Frame
 from protocol.events import ModelCancelled, NudgeDelivered, NudgeReceived
 from protocol.sessions import AgentSummary, SessionSummary, Usage
-from protocol.text import visible
+from protocol.text import columns
 
 
 def usd_text(usd: float | None, *, simulated: bool = False, compact: bool = False) -> str:
@@ -163,7 +163,7 @@ def cost_table(report: CostReport) -> str:
                 f"{cell(a.tree_cost_usd)}, {a.tree_tokens:,} tokens",
             )
         )
-    lines += ["", _table(rows)]
+    lines += ["", columns(rows)]
     if report.nudges:
         nudge_titles = ("NUDGE", "AUTHOR", "AGENT", "REQUEST", "TOKENS ADDED", "REQUEST COST")
         nudge_rows = [(*nudge_titles, "IF CACHE LOST", "SAVING")]
@@ -182,7 +182,7 @@ def cost_table(report: CostReport) -> str:
             )
         total = ("total", "", "", "", f"{report.nudge_tokens_added:,}", "", "")
         nudge_rows.append((*total, cell(report.cache_saving_usd)))
-        lines += ["", _table(nudge_rows)]
+        lines += ["", columns(nudge_rows)]
     else:
         lines += ["", "no nudges delivered"]
     lines += [
@@ -243,12 +243,3 @@ def _sum(costs: Iterable[float | None]) -> float | None:
             return None
         total += cost
     return total
-
-
-def _table(cells: Sequence[Sequence[str]]) -> str:
-    """Columns padded to their widest cell; every cell shown with its controls visible."""
-    rows = [[visible(c) for c in row] for row in cells]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    )

@@ -54,7 +54,7 @@ from protocol.sessions import (
     Budget,
     SessionSummary,
 )
-from protocol.text import visible, visible_lines
+from protocol.text import columns, visible, visible_lines
 
 PREVIEW = 100
 #: How many of a failing check's last output lines `steer show` prints.
@@ -87,7 +87,7 @@ def session_table(sessions: Sequence[SessionSummary]) -> str:
                 spent_of_budget(s) or "-",
             )
         )
-    parts = [_table(rows), approvals([a for s in sessions for a in s.agents])]
+    parts = [columns(rows), approvals([a for s in sessions for a in s.agents])]
     stuck = [s.spec.id for s in sessions if s.status == "needs_human"]
     if stuck:
         parts.append(
@@ -158,7 +158,7 @@ def approvals(agents: Sequence[AgentSummary]) -> str:
     ]
     if not rows:
         return ""
-    return "waiting for approval (steer approve|deny SESSION/AGENT CALL):\n" + _table(
+    return "waiting for approval (steer approve|deny SESSION/AGENT CALL):\n" + columns(
         [("AGENT", "CALL", "TOOL", "INPUT"), *rows]
     )
 
@@ -248,14 +248,6 @@ def check_evidence(report: CheckReport, tail_lines: int, *, title: str = "") -> 
             tail = visible_lines(run.output_tail.rstrip("\n")).split("\n")[-tail_lines:]
             lines.extend(f"    | {line}" for line in tail if tail != [""])
     return lines
-
-
-def _table(cells: Sequence[Sequence[str]]) -> str:
-    rows = [[visible(c) for c in row] for row in cells]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    )
 
 
 def frame_line(frame: Frame, *, simulated: bool = False) -> str:

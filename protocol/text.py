@@ -24,7 +24,7 @@ formatter share it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 _ACTIVE = (
     *range(0x00, 0x20),
@@ -82,3 +82,13 @@ def safe_json(text: str) -> str:
     leaves DEL, C1 and bidi characters raw unless `ensure_ascii`; pydantic's JSON never
     escapes them.)"""
     return _safe_json(text)
+
+
+def columns(cells: Sequence[Sequence[str]]) -> str:
+    """Rows of cells as text columns padded to their widest cell, each cell shown with
+    its controls visible (a table of the CLI's)."""
+    rows = [[visible(c) for c in row] for row in cells]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
