@@ -119,8 +119,10 @@ def test_the_demo_edit_makes_the_workspace_tests_pass(tmp_path: Path) -> None:
     workspace = tmp_path / "workspace"
     shutil.copytree(DEMO_WORKSPACE, workspace)
     pytest_q = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    check = [sys.executable, "test_cli.py"]  # scripts/demo's acceptance check
     before = subprocess.run(pytest_q, cwd=workspace, capture_output=True, check=False)
     assert before.returncode == 1
+    assert subprocess.run(check, cwd=workspace, capture_output=True, check=False).returncode
 
     cli = workspace / str(edit.input["path"])
     source = cli.read_text()
@@ -129,6 +131,8 @@ def test_the_demo_edit_makes_the_workspace_tests_pass(tmp_path: Path) -> None:
     cli.write_text(source.replace(old, new))
     after = subprocess.run(pytest_q, cwd=workspace, capture_output=True, text=True, check=False)
     assert after.returncode == 0, after.stdout
+    checked = subprocess.run(check, cwd=workspace, capture_output=True, text=True, check=False)
+    assert (checked.returncode, checked.stdout) == (0, "2 passed\n"), checked.stderr
 
 
 def test_bundled_openings_clear_the_default_models_cache_minimum() -> None:

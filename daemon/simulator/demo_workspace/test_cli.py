@@ -25,3 +25,9 @@ def test_verbose_says_what_it_does() -> None:
     result = greet("--verbose", "Ada")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "greeting Ada\nHello, Ada!\n"
+
+
+if __name__ == "__main__":  # the demo session's acceptance check: python3 test_cli.py
+    test_greets()
+    test_verbose_says_what_it_does()
+    print("2 passed")
