@@ -462,20 +462,7 @@ class Supervisor:
         ]
         slots = self._slots[sid]
         slots.give_back(parent.config.agent)  # a waiting parent holds no slot
-        try:
-            await asyncio.gather(*(child.settled.wait() for child in children))
-        except asyncio.CancelledError:
-            # The parent was redirected or vetoed: its children's work has no taker.
-            for child in children:
-                if child.core.state.status not in SETTLED:
-                    child.deliver(
-                        Control(
-                            lambda core: core.veto(
-                                reason="its parent was interrupted", author="steer"
-                            )
-                        )
-                    )
-            raise
+        await _settled(children, called_off="its parent was interrupted")
         if parent.config.parent is not None:
             await slots.take(parent.config.agent)
         return ToolOutcome(
@@ -494,17 +481,7 @@ class Supervisor:
             ),
             None,
         ) or await self._create_reviewer(agent.config, action)
-        try:
-            await reviewer.settled.wait()
-        except asyncio.CancelledError:
-            # The agent was nudged or vetoed meanwhile: the review has no taker.
-            if reviewer.core.state.status not in SETTLED:
-                reviewer.deliver(
-                    Control(
-                        lambda core: core.veto(reason="the review was called off", author="steer")
-                    )
-                )
-            raise
+        await _settled([reviewer], called_off="the review was called off")
         core = reviewer.core
         problem = None
         if core.state.status == "vetoed":
@@ -795,6 +772,19 @@ class Supervisor:
         log.warning("nudge.rejected sid=%s nudge=%s reason=%s", sid, nudge_id, reason)
         event = NudgeRejected(agent="", nudge_id=nudge_id, reason=reason)
         await self._emit(sid, [event], acks=[entry_id])
+
+
+async def _settled(runners: Sequence[AgentRunner], *, called_off: str) -> None:
+    """Wait until every one of `runners` has settled. If the waiting agent is cancelled
+    meanwhile (redirected, nudged or vetoed), their work has no taker: those still at
+    work are vetoed, saying `called_off`."""
+    try:
+        await asyncio.gather(*(runner.settled.wait() for runner in runners))
+    except asyncio.CancelledError:
+        for runner in runners:
+            if runner.core.state.status not in SETTLED:
+                runner.deliver(Control(lambda core: core.veto(reason=called_off, author="steer")))
+        raise
 
 
 def _started(config: AgentConfig) -> AgentStarted:
