@@ -19,9 +19,12 @@ def start_long_command(daemon: DaemonProcess, tmp_path: Path) -> Path:
     workdir.mkdir()
     run = daemon.cli("run", "[scenario:long-command] wait", "--workdir", str(workdir))
     assert run.returncode == 0, run.stderr
-    until(lambda: (workdir / "sleep.pid").exists(), what="the command to start its sleep")
+    # `echo $!` can run before the forked child has exec'd `sleep`: wait for the exec.
+    until(
+        lambda: ["sleep", "30"] in [command_line(pid) for pid in live_in(workdir)],
+        what="the command to start its sleep",
+    )
     running = [command_line(pid) for pid in live_in(workdir)]
-    assert ["sleep", "30"] in running
     # Sandboxed: under bwrap, and the workspace's neighbours (STEER_HOME) are not there.
     assert any(Path(argv[0]).name == "bwrap" for argv in running if argv), running
     assert (workdir / "siblings.txt").read_text() == "ws\n"
