@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -350,6 +351,7 @@ class AgentRunner:
                     agent=config.agent,
                     request_no=action.request_no,
                     text=text,
+                    ts=time.time(),
                 )
             )
 

@@ -55,6 +55,8 @@ class TextDelta(_ServerMessage):
     agent: str
     request_no: int
     text: str
+    #: When the daemon published it (Unix seconds), as a frame's `ts`: for latency figures.
+    ts: float
 
 
 class Resync(_ServerMessage):

@@ -37,7 +37,7 @@ def frames(sid: str, first: int, last: int) -> list[Frame]:
 
 
 def delta(sid: str, text: str = "tok") -> TextDelta:
-    return TextDelta(session=sid, agent="root", request_no=1, text=text)
+    return TextDelta(session=sid, agent="root", request_no=1, text=text, ts=time.time())
 
 
 def drained(sub: Subscriber) -> list[ServerMessage]:

@@ -194,9 +194,9 @@ def test_deltas_stream_into_the_request_in_flight_and_the_reply_replaces_them() 
     frames = history()
     for f in frames[:3]:
         model.apply_frame(f)
-    model.apply_delta(TextDelta(session=SID, agent="root", request_no=7, text="stray"))
-    model.apply_delta(TextDelta(session=SID, agent="root", request_no=1, text="rep"))
-    model.apply_delta(TextDelta(session=SID, agent="root", request_no=1, text="ly"))
+    model.apply_delta(TextDelta(session=SID, agent="root", request_no=7, text="stray", ts=0.0))
+    model.apply_delta(TextDelta(session=SID, agent="root", request_no=1, text="rep", ts=0.0))
+    model.apply_delta(TextDelta(session=SID, agent="root", request_no=1, text="ly", ts=0.0))
     root = model.agent(SID, "root")
     assert root is not None and root.activity is not None
     assert root.activity.kind == "streaming"
