@@ -1,10 +1,14 @@
 """The model seam: a small protocol the agent runner depends on, and its
 implementation on the official `anthropic` SDK (AsyncAnthropic, streaming).
 
-Retries are the SDK's (`max_retries`); what still fails becomes a `ModelCallError`
-the core turns into a visible, resumable `failed` state. Cancelling `complete`
-closes the HTTP stream (the SDK does that when its context manager exits); what
-the request consumed until then is in its `StreamProgress`.
+The request goes out through the SDK (`create(stream=True)` as a streaming response:
+its retries, headers, status errors) and the SSE body is read raw and accumulated by
+`daemon.message_stream`, which costs a few µs per event where the SDK's typed events
+and `messages.stream()` snapshots cost tens. Retries are the SDK's (`max_retries`);
+what still fails, or an `error` event mid-stream, becomes a `ModelCallError` the core
+turns into a visible, resumable `failed` state. Cancelling `complete` closes the HTTP
+stream (the response's context manager does); what the request consumed until then is
+in its `StreamProgress`.
 """
 
 from __future__ import annotations
@@ -12,14 +16,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import anthropic
-import httpx2
 from pydantic import JsonValue
 
 from daemon.agent_state import ModelReply, PartialUsage
+from daemon.message_stream import IncompleteStream, MessageAccumulator, StreamedError, stream_events
 from protocol.sessions import Usage
+
+if TYPE_CHECKING:  # imported where called: the daemon serves before the SDK is loaded
+    import anthropic
 
 TextSink = Callable[[str], None]
 #: Characters per output token when estimating a cut stream's output (the usual rule
@@ -31,6 +37,8 @@ _DELTA_TEXT = {
     "input_json_delta": "partial_json",
     "thinking_delta": "thinking",
 }
+#: The beta under which the SDK keeps a tool input's cut-off last string.
+_FINE_GRAINED_TOOL_STREAMING = "fine-grained-tool-streaming-2025-05-14"
 
 
 @dataclass(slots=True)
@@ -43,18 +51,19 @@ class StreamProgress:
     started: PartialUsage | None = None
     streamed_chars: int = 0
 
-    def on_event(self, event: Any) -> None:
-        if event.type == "message_start":
-            usage = event.message.usage
-            creation = getattr(usage, "cache_creation", None)
-            self.started = PartialUsage(
-                usage=_usage_of(usage),
-                cache_write_1h_tokens=(creation.ephemeral_1h_input_tokens or 0) if creation else 0,
-            )
-        elif event.type == "content_block_delta":
-            field = _DELTA_TEXT.get(event.delta.type)
+    def on_event(self, event: dict[str, Any]) -> None:
+        """Take one raw stream event (its JSON)."""
+        kind = event["type"]
+        if kind == "content_block_delta":
+            delta = event["delta"]
+            field = _DELTA_TEXT.get(delta["type"])
             if field is not None:
-                self.streamed_chars += len(getattr(event.delta, field, "") or "")
+                self.streamed_chars += len(delta.get(field) or "")
+        elif kind == "message_start":
+            usage = event["message"]["usage"]
+            self.started = PartialUsage(
+                usage=_usage_of(usage), cache_write_1h_tokens=_cache_write_1h(usage)
+            )
 
     def consumed(self) -> PartialUsage | None:
         """The usage so far: None before `message_start`; the output is the streamed
@@ -100,57 +109,77 @@ class AnthropicModelClient:
         on_text: TextSink | None = None,
         progress: StreamProgress | None = None,
     ) -> ModelReply:
+        import anthropic  # loaded by now (`daemon.lazy_model`); here a dict lookup
+        import httpx2
+
         kwargs: dict[str, Any] = dict(request)
         betas = kwargs.pop("betas", None)
+        message = MessageAccumulator(
+            trailing_strings=bool(betas) and _FINE_GRAINED_TOOL_STREAMING in betas
+        )
         try:
-            manager = (
-                self._client.beta.messages.stream(**kwargs, betas=betas)
+            # The status errors (after the SDK's retries) are raised on entering.
+            opened = (
+                self._client.beta.messages.with_streaming_response.create(
+                    **kwargs, betas=betas, stream=True
+                )
                 if betas
-                else self._client.messages.stream(**kwargs)
+                else self._client.messages.with_streaming_response.create(**kwargs, stream=True)
             )
-            async with manager as stream:
-                async for event in stream:
+            async with opened as response:
+                async for event in stream_events(response.iter_bytes()):
+                    text = message.add(event)
                     if progress is not None:
                         progress.on_event(event)
-                    if on_text is not None and event.type == "text":
-                        on_text(event.text)
-                final = await stream.get_final_message()
+                    if text is not None and on_text is not None:
+                        on_text(text)
+            final = message.final()
         except anthropic.APIStatusError as exc:
-            retryable = exc.status_code in (200, 408, 409, 429) or exc.status_code >= 500
-            raise ModelCallError(_describe(exc), retryable=retryable) from exc
+            retryable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
+            raise ModelCallError(
+                _describe(exc.status_code, exc.body, exc.message), retryable=retryable
+            ) from exc
+        except StreamedError as exc:
+            # As the SDK would raise it: a status error with the 200 the stream began with.
+            raise ModelCallError(_describe(200, exc.body, str(exc)), retryable=True) from exc
+        except IncompleteStream as exc:
+            raise ModelCallError(f"the model stream broke off: {exc}", retryable=True) from exc
         except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
             # A connection dropped mid-stream surfaces as the SDK's raw transport error.
             raise ModelCallError(f"cannot reach the model API: {exc!r}", retryable=True) from exc
         return _reply_of(final)
 
 
-def _describe(exc: anthropic.APIStatusError) -> str:
-    body = exc.body if isinstance(exc.body, dict) else {}
+def _describe(status: int, body: object, fallback: str) -> str:
+    body = body if isinstance(body, dict) else {}
     error = body.get("error") if isinstance(body.get("error"), dict) else body
     kind = error.get("type", "error") if isinstance(error, dict) else "error"
-    message = error.get("message", exc.message) if isinstance(error, dict) else exc.message
-    return f"model API error {exc.status_code} {kind}: {message}"
+    message = error.get("message", fallback) if isinstance(error, dict) else fallback
+    return f"model API error {status} {kind}: {message}"
 
 
-def _reply_of(message: Any) -> ModelReply:
-    usage = message.usage
-    creation = getattr(usage, "cache_creation", None)
-    diagnostics = getattr(message, "diagnostics", None)
-    reason = getattr(diagnostics, "cache_miss_reason", None) if diagnostics else None
+def _reply_of(message: dict[str, Any]) -> ModelReply:
+    usage = message["usage"]
+    reason = (message.get("diagnostics") or {}).get("cache_miss_reason") or {}
     return ModelReply(
-        message_id=message.id,
-        content=[block.to_dict(mode="json") for block in message.content],
-        stop_reason=message.stop_reason,
+        message_id=message["id"],
+        content=message["content"],
+        stop_reason=message.get("stop_reason"),
         usage=_usage_of(usage),
-        cache_write_1h_tokens=(creation.ephemeral_1h_input_tokens or 0) if creation else 0,
-        cache_miss_reason=getattr(reason, "type", None),
+        cache_write_1h_tokens=_cache_write_1h(usage),
+        cache_miss_reason=reason.get("type"),
     )
 
 
-def _usage_of(usage: Any) -> Usage:
+def _usage_of(usage: dict[str, Any]) -> Usage:
     return Usage(
-        input_tokens=usage.input_tokens or 0,
-        cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
-        cache_read_input_tokens=usage.cache_read_input_tokens or 0,
-        output_tokens=usage.output_tokens or 0,
+        input_tokens=usage.get("input_tokens") or 0,
+        cache_creation_input_tokens=usage.get("cache_creation_input_tokens") or 0,
+        cache_read_input_tokens=usage.get("cache_read_input_tokens") or 0,
+        output_tokens=usage.get("output_tokens") or 0,
     )
+
+
+def _cache_write_1h(usage: dict[str, Any]) -> int:
+    creation = usage.get("cache_creation") or {}
+    return int(creation.get("ephemeral_1h_input_tokens") or 0)
