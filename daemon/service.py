@@ -5,11 +5,15 @@ With no STEER_REDIS_URL it uses the embedded redis-server (started if needed, ke
 running after the daemon exits so nudges sent meanwhile are kept, started again if it
 dies while the daemon runs). STEER_REDIS_URL may name one Redis or any node of a Redis
 Cluster; either is checked first (`daemon.redis_checks`). With no ANTHROPIC_API_KEY it
-embeds the bundled simulator.
+runs the bundled simulator in a child process (`daemon.simulator_process`).
+
+The anthropic SDK is imported in a worker thread while the daemon starts
+(`daemon.lazy_model`): the API serves and nudges are taken before it is loaded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -23,8 +27,8 @@ from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
+from types import ModuleType
 
-import anthropic
 import uvicorn
 
 from daemon import redis_checks
@@ -34,14 +38,14 @@ from daemon.guard import LoopbackGuard
 from daemon.home_lock import HomeLock, daemon_id
 from daemon.hub import Hub
 from daemon.keys import Keys
-from daemon.model_client import AnthropicModelClient
+from daemon.lazy_model import LazyModelClient, import_sdk
 from daemon.paths import DAEMON_FILE, TOKEN_FILE, write_private
 from daemon.prices import load_prices
 from daemon.redis_clients import RedisClients
 from daemon.redis_health import RedisMonitor
 from daemon.redis_server import ensure_embedded, revive_embedded
 from daemon.settings import Settings
-from daemon.simulator import SimulatorConfig, SimulatorServer
+from daemon.simulator_process import SimulatorProcess
 from daemon.store import Store
 from daemon.supervisor import Supervisor
 from daemon.tools.sandbox import Sandbox, SandboxUnavailable, open_sandbox
@@ -68,6 +72,7 @@ async def serve(settings: Settings) -> None:
 
 async def _serve(settings: Settings, home: Path) -> None:
     started = time.monotonic()
+    sdk = import_sdk()  # meanwhile: only a model call waits for it
     (home / DAEMON_FILE).unlink(missing_ok=True)  # we hold the lock: any left is stale
     prices = load_prices(settings.prices, home)  # a bad price file stops the start here
     redis_url = settings.redis_url or ensure_embedded(home)
@@ -89,7 +94,7 @@ async def _serve(settings: Settings, home: Path) -> None:
         redis.start()
         stack.push_async_callback(redis.stop)
 
-        client, simulator_url = await _model_client(settings, stack)
+        model, simulator_url = _model_client(settings, sdk, stack)
         hub = Hub(reads)
         sock = api_socket(settings.host, settings.port)
         port = sock.getsockname()[1]
@@ -100,7 +105,7 @@ async def _serve(settings: Settings, home: Path) -> None:
             sandbox = None
         supervisor = Supervisor(
             store,
-            AnthropicModelClient(client),
+            model,
             default_model=settings.model,
             sandbox=sandbox,
             daemon_id=daemon_id(home),
@@ -197,29 +202,29 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-async def _model_client(
-    settings: Settings, stack: AsyncExitStack
-) -> tuple[anthropic.AsyncAnthropic, str | None]:
+def _model_client(
+    settings: Settings, sdk: asyncio.Future[ModuleType], stack: AsyncExitStack
+) -> tuple[LazyModelClient, str | None]:
+    """The model client, on the API or else on the simulator (started here, not waited
+    for: its port listens already), and the simulator's URL."""
     if settings.anthropic_api_key is not None:
-        client = anthropic.AsyncAnthropic(
-            api_key=settings.anthropic_api_key.get_secret_value(),
-            base_url=settings.anthropic_base_url,
-            max_retries=settings.max_retries,
+        api_key, base_url = (
+            settings.anthropic_api_key.get_secret_value(),
+            settings.anthropic_base_url,
         )
-        stack.push_async_callback(client.close)
-        return client, None
-    simulator = SimulatorServer(
-        SimulatorConfig(
+        simulator_url = None
+    else:
+        simulator = SimulatorProcess(
             scenarios_dir=settings.sim_scenarios,
             token_rate=settings.sim_token_rate,
             api_key=SIMULATOR_KEY,
-            max_recorded=0,  # the request log is for tests; a daemon keeps no bodies
         )
-    )
-    await simulator.start()
-    stack.push_async_callback(simulator.stop)
-    client = anthropic.AsyncAnthropic(
-        api_key=SIMULATOR_KEY, base_url=simulator.base_url, max_retries=settings.max_retries
+        simulator.start()
+        stack.push_async_callback(simulator.stop)
+        api_key, base_url = SIMULATOR_KEY, simulator.base_url
+        simulator_url = simulator.base_url
+    client = LazyModelClient(
+        sdk, api_key=api_key, base_url=base_url, max_retries=settings.max_retries
     )
     stack.push_async_callback(client.close)
-    return client, simulator.base_url
+    return client, simulator_url

@@ -1,14 +1,16 @@
 """Running the simulator: embedded in the caller's event loop, or in the foreground.
 
-`SimulatorServer` serves on 127.0.0.1 inside the current loop, the way the daemon
-embeds it; it drives uvicorn's startup/main loop/shutdown itself, so it installs no
-signal handlers of its own. `run_simulator` blocks, for ``steer sim``.
+`SimulatorServer` serves on 127.0.0.1 inside the current loop (tests and benchmarks
+embed it; the daemon runs it in a child process, `daemon.simulator.child`, on a socket
+the daemon bound); it drives uvicorn's startup/main loop/shutdown itself, so it
+installs no signal handlers of its own. `run_simulator` blocks, for ``steer sim``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from pathlib import Path
 
 import uvicorn
@@ -41,11 +43,17 @@ def _quiet_drops() -> None:
 class SimulatorServer:
     """The simulator on a loopback port of the running event loop.
 
-    ``port=0`` picks a free port; `base_url` is valid once `start` returned.
+    ``port=0`` picks a free port; `base_url` is valid once `start` returned. Given
+    `sock`, a listening socket, it serves on that instead (and closes it on `stop`).
     """
 
     def __init__(
-        self, config: SimulatorConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+        self,
+        config: SimulatorConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        sock: socket.socket | None = None,
     ) -> None:
         self._config = uvicorn.Config(
             create_app(config),
@@ -58,6 +66,7 @@ class SimulatorServer:
         )
         self._server = uvicorn.Server(self._config)
         self._main_loop: asyncio.Task[None] | None = None
+        self._sockets = None if sock is None else [sock]
         self.port = port
 
     @property
@@ -69,7 +78,7 @@ class SimulatorServer:
         self._config.load()
         server = self._server
         server.lifespan = self._config.lifespan_class(self._config)
-        await server.startup()
+        await server.startup(sockets=self._sockets)
         sockets = server.servers[0].sockets
         self.port = sockets[0].getsockname()[1]
         self._main_loop = asyncio.create_task(server.main_loop(), name="simulator-main-loop")
@@ -80,7 +89,7 @@ class SimulatorServer:
         self._server.should_exit = True
         await self._main_loop
         self._main_loop = None
-        await self._server.shutdown()
+        await self._server.shutdown(sockets=self._sockets)
 
 
 def run_simulator(
