@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from daemon.interned import interned_field
 from protocol.checks import DEFAULT_CHECK_TIMEOUT_S, DEFAULT_MAX_ATTEMPTS, CheckReport
 from protocol.events import Event
 from protocol.nudges import DeliveryPath, Nudge
@@ -29,6 +30,8 @@ class AgentConfig(BaseModel):
 
     Fixed when the agent is created and never changed: the prompt cache is keyed on
     tools -> system -> messages, so changing any of these would throw the cache away.
+    Its tools and system prompt are shared with every config of the same content
+    (`daemon.interned`; in Redis, `daemon.config_store`): read them, never change them.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -47,8 +50,8 @@ class AgentConfig(BaseModel):
     task: str
     workdir: str
     model: str
-    system: str
-    tools: list[dict[str, JsonValue]]
+    system: Annotated[str, interned_field(str)]
+    tools: Annotated[list[dict[str, JsonValue]], interned_field(list)]
     max_tokens: int = 32_000
     betas: list[str] = Field(default_factory=list)
     #: Whether the model accepts mid-conversation `role: "system"` messages.

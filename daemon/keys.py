@@ -3,9 +3,10 @@
 All keys of one session share the hash tag `{<sid>}`, so one Lua script covers them
 and Redis Cluster keeps them on one slot: a session's nudge stream, its owner lease
 and everything a step writes. Only the session index, the registry of live daemons,
-the relayed verbs' replies and the Pub/Sub channels are global. None of them is on the nudge path
-as a single hot key: a nudge is appended to its own session's stream, and the
-doorbell (Pub/Sub, broadcast to every node of a cluster) only wakes the owner.
+the relayed verbs' replies, the blobs agents share and the Pub/Sub channels are
+global. None of them is on the nudge path as a single hot key: a nudge is appended to
+its own session's stream, and the doorbell (Pub/Sub, broadcast to every node of a
+cluster) only wakes the owner.
 
 This module is imported by the `nudge` command, so it must stay import-free.
 """
@@ -56,6 +57,12 @@ class Keys:
     def committed(self) -> str:
         """Pub/Sub channel: `<sid> <first seq>`, published by every write that adds frames."""
         return f"{self.prefix}:committed"
+
+    def blob(self, digest: str) -> str:
+        """String: a value many agents share (a tool list, a system prompt) as compact
+        JSON, under its SHA-256 (`daemon.config_store`). Written once, never changed,
+        never deleted: configs of any session may name it."""
+        return f"{self.prefix}:blob:{digest}"
 
     def reply(self, token: str) -> str:
         """List: the `Ack` to one relayed verb, for its caller (expires)."""

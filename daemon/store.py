@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import JsonValue, ValidationError
 
 from daemon.agent_state import AgentConfig, AgentState, Message, NudgeChanges
+from daemon.config_store import ConfigStore, config_record
 from daemon.errors import CommandError
 from daemon.fenced import CLAIM, READ_NUDGES, RELEASE, RENEW, Batch, NotOwner
 from daemon.guards import ProtectedFile
@@ -81,6 +82,8 @@ class Store:
         self.tokens: dict[str, str] = {}
         self._seq: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        #: Agent configs in Redis, with the blobs (tools, system prompt) they share.
+        self.configs = ConfigStore(redis, keys)
 
     @property
     def raw(self) -> Any:
@@ -207,10 +210,11 @@ class Store:
         if not await self.claim(sid, daemon_id, ttl_ms, mode="new"):
             await self.redis.hdel(self.keys.names, spec.name)
             return None
+        await self.configs.save_blobs([root])
         async with self._lock(sid):
             batch = self._batch(sid)
             batch.set(self.keys.spec(sid), spec.model_dump_json())
-            batch.hset(self.keys.agents(sid), {root.agent: root.model_dump_json()})
+            batch.hset(self.keys.agents(sid), {root.agent: config_record(root)})
             batch.hset(
                 self.keys.protected(sid),
                 {path: kept.model_dump_json() for path, kept in (protected or {}).items()},
@@ -226,9 +230,10 @@ class Store:
     ) -> list[Frame]:
         """Create an agent (a subagent) with its first state and events, atomically."""
         sid = config.session
+        await self.configs.save_blobs([config])
         async with self._lock(sid):
             batch = self._batch(sid)
-            batch.hset(self.keys.agents(sid), {config.agent: config.model_dump_json()})
+            batch.hset(self.keys.agents(sid), {config.agent: config_record(config)})
             batch.set(self.keys.state(sid, config.agent), state.model_dump_json())
             return await self._write(sid, batch, events)
 
@@ -270,12 +275,13 @@ class Store:
                 pipe.hgetall(k.pending(sid, aid))
                 pipe.smembers(k.seen(sid, aid))
             replies = await pipe.execute()
+        parsed = await self._configs(sid, configs)
         agents = []
-        for n, (aid, raw_config) in enumerate(configs.items()):
+        for n, aid in enumerate(configs):
             raw_state, raw_messages, raw_pending, seen = replies[4 * n : 4 * n + 4]
             agents.append(
                 StoredAgent(
-                    config=_parse(k.agents(sid), raw_config, AgentConfig.model_validate_json),
+                    config=parsed[aid],
                     state=(
                         _parse(k.state(sid, aid), raw_state, AgentState.model_validate_json)
                         if raw_state
@@ -302,15 +308,24 @@ class Store:
             for aid in configs:
                 pipe.get(k.state(sid, aid))
             states = await pipe.execute()
+        parsed = await self._configs(sid, configs)
         return [
             (
-                _parse(k.agents(sid), raw_config, AgentConfig.model_validate_json),
+                parsed[aid],
                 _parse(k.state(sid, aid), raw, AgentState.model_validate_json)
                 if raw
                 else AgentState(),
             )
-            for (aid, raw_config), raw in zip(configs.items(), states, strict=True)
+            for aid, raw in zip(configs, states, strict=True)
         ]
+
+    async def _configs(self, sid: str, raw: Mapping[str, str]) -> dict[str, AgentConfig]:
+        """The agents hash's records read back (`daemon.config_store`), by agent id."""
+        try:
+            return await self.configs.load(raw)
+        except (ValueError, ValidationError) as exc:
+            problem = f"{self.keys.agents(sid)} holds a value steer cannot read"
+            raise CorruptRecord(f"{problem}: {_first_line(exc)}") from exc
 
     async def has_agent(self, sid: str, aid: str) -> bool:
         return bool(await self.redis.hexists(self.keys.agents(sid), aid))

@@ -5,9 +5,10 @@ An export is one JSON object per line, each with a `kind`:
 - `header` first: `format` (EXPORT_FORMAT), `session` (its id) and `exported_at`;
 - `spec`: the SessionSpec;
 - `budget`: its budget, if it has one (`steer budget`);
-- `agent`, one per agent (by id): its config, its small state (status, usage, costs,
-  the last checks' evidence), the nudges recorded for it and not yet delivered
-  (`pending`) and the ids of every nudge it recorded (`seen`);
+- `agent`, one per agent (by id): its config (whole: the tools and system prompt it
+  shares with other agents as blobs in Redis are written out in it), its small state
+  (status, usage, costs, the last checks' evidence), the nudges recorded for it and
+  not yet delivered (`pending`) and the ids of every nudge it recorded (`seen`);
 - `message`, one per message of each agent's conversation, in order, as sent to the model;
 - `standing`: the session's standing nudges (rules included);
 - `protected`: its protected files as created (path, fingerprint, bytes);
@@ -36,6 +37,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from daemon.agent_state import AgentConfig, AgentState, Message
+from daemon.config_store import config_record
 from daemon.errors import CommandError
 from daemon.guard import MAX_IMPORT_BYTES
 from daemon.guards import ProtectedFile
@@ -229,6 +231,9 @@ async def import_session(store: Store, export: Export) -> SessionSpec:
         holder = await redis.hget(keys.names, spec.name)
         raise CommandError("conflict", f"the name {spec.name!r} is taken by session {holder}")
     try:
+        # The blobs the configs name (tools, system prompts) before the configs: they are
+        # global keys, outside the session's slot, and other sessions may share them.
+        await store.configs.save_blobs(agent.config for agent in export.agents.values())
         async with redis.pipeline(transaction=True) as pipe:
             # The marks first: no daemon may claim the session while it is being written.
             pipe.set(keys.archived(sid), record("import"))
@@ -238,7 +243,7 @@ async def import_session(store: Store, export: Export) -> SessionSpec:
             if export.budget is not None:
                 pipe.set(keys.budget(sid), export.budget.model_dump_json())
             for aid, agent in export.agents.items():
-                pipe.hset(keys.agents(sid), aid, agent.config.model_dump_json())
+                pipe.hset(keys.agents(sid), aid, config_record(agent.config))
                 pipe.set(keys.state(sid, aid), agent.state.model_dump_json())
                 for chunk in _chunks([_compact(m) for m in agent.messages]):
                     pipe.rpush(keys.messages(sid, aid), *chunk)
