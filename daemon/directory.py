@@ -44,11 +44,14 @@ class Directory:
         return local + sorted(set(self._names()) - set(local) - archived)
 
     async def resolve(self, ref: str) -> str:
-        """A session id from an id, a unique id prefix or a name, among all sessions."""
+        """A session id from an id, a unique id prefix or a name, among all sessions: an
+        exact id or name costs a lookup or two, only a prefix reads every name."""
         try:
             return self._supervisor.resolve(ref)
         except UnknownSession:
             pass
+        if sid := await self._store.named(ref):
+            return sid
         return match_session(ref, await self._store.session_names())
 
     async def summary(self, sid: str) -> SessionSummary:
@@ -108,7 +111,7 @@ class Directory:
 
     async def messages(self, sid: str, agent: str) -> list[Message]:
         if self.owns(sid):
-            return list(self._supervisor.core(sid, agent).messages)
+            return await self._supervisor.messages(sid, agent)
         if not await self._store.has_agent(sid, agent):
             raise UnknownAgent(f"unknown agent {sid}/{agent}")
         return await self._store.load_messages(sid, agent)

@@ -39,6 +39,12 @@ class Keys:
         return f"{self.prefix}:names"
 
     @property
+    def name_counts(self) -> str:
+        """Hash: a default name's stem -> how many sessions it has named (the next one's
+        number), so that a default name is found without reading every name."""
+        return f"{self.prefix}:name-counts"
+
+    @property
     def daemons(self) -> str:
         """Hash: daemon id -> its registration as JSON (address, pid, expiry)."""
         return f"{self.prefix}:daemons"

@@ -11,14 +11,15 @@ The protocol (docs/design.md, "Ownership"):
   answer (stopped, or a black-holed connection) counts as failed once that TTL is up,
   without waiting for the socket to time out.
 - Renewing runs on its own, never behind a scan: claiming and loading sessions takes
-  round trips per session, and with a slow Redis or many sessions that can outlast
-  the leases just claimed.
+  round trips (a few per batch of `CLAIM_BATCH`), and with a slow Redis or many
+  sessions that can outlast the leases just claimed.
 - Claims: at start a daemon takes back the sessions whose lease still names its own id
   (its previous life: one home runs one daemon, see `daemon.home_lock`) and orphans
   (no live lease). Every `SCAN_S` it looks for orphans again (their owner died or
   stopped) and takes at most its fair share, ceil(sessions / live daemons) minus what
   it owns, in random order: daemons taking over at the same time split the orphans
-  instead of one grabbing all, and live owners are never preempted. A session claimed
+  instead of one grabbing all, and live owners are never preempted. Sessions are
+  claimed and loaded in batches, each in a few pipelined round trips. A batch claimed
   but not loaded (Redis failed meanwhile) is given up and claimed again next time.
 - Each daemon registers itself (address, pid, expiry) in the daemons hash at every
   renewal; registrations that expired are ignored and pruned.
@@ -46,9 +47,8 @@ log = logging.getLogger("steer.ownership")
 LEASE_TTL_MS = 10_000
 #: How often a daemon looks for sessions without a live owner.
 SCAN_S = 1.0
-#: Sessions claimed per round trip, and loaded at once, when taking over.
+#: Sessions claimed, and loaded, per round trip when taking over.
 CLAIM_BATCH = 200
-PARALLEL_LOADS = 32
 
 
 class Ownership:
@@ -58,7 +58,7 @@ class Ownership:
         daemon_id: str,
         *,
         info: dict[str, Any],
-        on_claimed: Callable[[str], Awaitable[None]],
+        on_claimed: Callable[[list[str]], Awaitable[None]],
         on_lost: Callable[[str], None],
         ttl_ms: int = LEASE_TTL_MS,
         scan_s: float = SCAN_S,
@@ -84,6 +84,8 @@ class Ownership:
         """Register, then claim this daemon's own sessions and its share of orphans."""
         await self._register()
         await self.scan()
+        # Names of sessions created before names were reserved (`Store.reserve_name`).
+        await self._store.index_names(self.names)
 
     async def keep_leases(self) -> None:
         """Renew this daemon's leases until cancelled; drop the sessions whose lease is
@@ -164,26 +166,22 @@ class Ownership:
         room = math.ceil(len(sids) / live) - len(owned) - len(mine)
         random.shuffle(orphans)
         wanted = mine + orphans[: max(0, room)]
-        # Loaded side by side: each load is a few round trips, mostly waiting.
-        loads = asyncio.Semaphore(PARALLEL_LOADS)
-
-        async def load(sid: str) -> None:
-            async with loads:
-                try:
-                    await self._on_claimed(sid)
-                except (RedisError, OSError) as exc:
-                    # Claimed but not loaded: give it up here rather than keep renewing a
-                    # session nothing drives. Its lease still names this daemon, so the
-                    # next scan claims it again and loads it.
-                    self._lose([sid], f"not loaded: {exc}")
-
         for start in range(0, len(wanted), CLAIM_BATCH):
             claimed = await self._store.claim_many(
                 wanted[start : start + CLAIM_BATCH], self.daemon_id, self.ttl_ms, mode="mine"
             )
             for sid in claimed:
                 log.info("session.claimed sid=%s token=%s", sid, self._store.tokens[sid])
-            await asyncio.gather(*(load(sid) for sid in claimed))
+            if not claimed:
+                continue
+            try:
+                await self._on_claimed(claimed)
+            except (RedisError, OSError) as exc:
+                # Claimed but not loaded: give them up here rather than keep renewing
+                # sessions nothing drives. Their leases still name this daemon, so the
+                # next scan claims them again and loads them.
+                raise_if_cancelled()
+                self._lose(claimed, f"not loaded: {exc}")
 
     def _lose(self, sids: list[str], why: str) -> None:
         for sid in sids:

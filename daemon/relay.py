@@ -103,10 +103,10 @@ class Relay:
 
     # -- owner side -------------------------------------------------------------
 
-    async def open(self, sid: str) -> None:
-        """Start answering a session's verbs from now on (older ones were given up)."""
-        entries = await self._store.redis.xrevrange(self._store.keys.control(sid), count=1)
-        self._cursors[sid] = entries[0][0] if entries else "0-0"
+    def open(self, sid: str, last: str | None) -> None:
+        """Start answering a session's verbs after `last`, the id of its control stream's
+        last entry when it was claimed (None: empty); older ones were given up."""
+        self._cursors[sid] = last or "0-0"
 
     def close(self, sid: str) -> None:
         self._cursors.pop(sid, None)

@@ -1,4 +1,4 @@
-"""The agent runner: one asyncio task per agent, driving its `AgentCore`.
+"""The agent runner: an asyncio task per agent at work, driving its `AgentCore`.
 
 Everything that happens to an agent (a model reply, finished tools, a nudge, an
 operator's verb) becomes one input on its inbox, handled strictly one at a time: feed
@@ -6,6 +6,11 @@ the core, persist the step (messages, state, events and any nudge ack in one MUL
 then start the step's action. The action runs as its own task whose end is posted
 back to the inbox, so a nudge is recorded while a model call is still streaming, and
 an `Interrupt` can cancel it: the cancelled task's end then becomes `interrupted`.
+
+An agent with nothing to do (its inbox empty, no action running) has no task: the
+next input starts one. One resting (`RESTING`) also lets go of its conversation
+`UNLOAD_AFTER_S` after its last input (it is read back when an input wakes it), and
+one resumed at rest after a restart starts without it.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +26,11 @@ from redis.exceptions import RedisError
 
 from daemon.agent_core import SPAWN_TOOL, AgentCore
 from daemon.agent_state import (
+    AgentState,
     CallModel,
     Finding,
     Interrupt,
+    Message,
     ModelReply,
     ReviewReport,
     RunChecks,
@@ -53,6 +60,15 @@ log = logging.getLogger("steer.runner")
 
 COMMIT_RETRY_MIN_S = 0.05
 COMMIT_RETRY_MAX_S = 2.0
+#: How long an agent at rest keeps its conversation in memory after its last input: a
+#: burst of nudges reads it once.
+UNLOAD_AFTER_S = 30.0
+#: Statuses an agent waits in for a nudge or a verb, with nothing to pick up after a
+#: restart (`AgentCore.start` answers an empty step, the core holds nothing in memory
+#: that its stored state and conversation do not say).
+RESTING: frozenset[str] = frozenset(
+    {"idle", "failed", "needs_human", "awaiting_approval", "done", "paused", "vetoed"}
+)
 
 #: What an action's task ends with: the model's reply, the tools' results, the checks',
 #: the reviewer's.
@@ -63,6 +79,13 @@ DeltaSink = Callable[[TextDelta], None]
 Spawner = Callable[[AgentCore, ToolCall], Awaitable[ToolOutcome]]
 #: Runs a review round: starts (or finds) the reviewer and waits for its report.
 Reviewer = Callable[[AgentCore, RunReview], Awaitable[ReviewReport]]
+#: Runs the runner's task (the supervisor's, so that losing the session cancels it).
+Launcher = Callable[[Coroutine[Any, Any, None]], None]
+
+
+def rests(state: AgentState, pending: Sequence[Nudge]) -> bool:
+    """Whether an agent resumed with this state has nothing to do until an input comes."""
+    return state.status in RESTING and not pending
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +122,7 @@ class AgentRunner:
         self,
         core: AgentCore,
         *,
+        launch: Launcher,
         model: ModelClient,
         store: Store,
         spawner: Spawner,
@@ -110,8 +134,20 @@ class AgentRunner:
         on_fenced: Callable[[str], None] | None = None,
         autostart: bool = True,
         budget: SessionBudget | None = None,
+        loaded: bool = True,
+        unload_after_s: float = UNLOAD_AFTER_S,
     ) -> None:
+        """`loaded=False`: `core` was made without its conversation, for an agent that
+        `rests`; it is read when an input wakes the agent."""
         self.core = core
+        self._launch = launch
+        #: Whether a task runs the inbox; never again once it was cancelled or fenced.
+        self._awake = False
+        self._closed = False
+        self._loaded = loaded
+        self._loading = asyncio.Lock()
+        self._unload_after_s = unload_after_s
+        self._unload: asyncio.TimerHandle | None = None
         self._model = model
         self._store = store
         self._spawner = spawner
@@ -125,9 +161,8 @@ class AgentRunner:
         self._handling = False
         #: Set while `quiet`.
         self._quiet = asyncio.Event()
-        self._started = False
-        if autostart:
-            self._inbox.put_nowait(StartInput())
+        #: A resting agent resumed after a restart has nothing to start.
+        self._started = not loaded
         self._action: asyncio.Task[Outcome] | None = None
         #: Results of the running tool batch so far, for an interrupted batch.
         self._finished_tools: list[ToolResult] = []
@@ -144,6 +179,8 @@ class AgentRunner:
         self._committed()
         self._log = AgentLog(log, {"sid": core.config.session, "agent": core.config.agent})
         self._note_quiet()
+        if autostart and not self._started:
+            self.deliver(StartInput())
 
     @property
     def quiet(self) -> bool:
@@ -159,13 +196,46 @@ class AgentRunner:
         else:
             self._quiet.clear()
 
+    @property
+    def awake(self) -> bool:
+        """Whether a task runs the agent's inbox (the agent is at work)."""
+        return self._awake
+
+    @property
+    def loaded(self) -> bool:
+        """Whether `core` holds the agent's conversation."""
+        return self._loaded
+
     def deliver(self, item: NudgeInput | StartInput | Control) -> None:
         self._inbox.put_nowait(item)
         self._quiet.clear()
+        self._wake()
 
-    async def run(self) -> None:
+    async def messages(self) -> list[Message]:
+        """The agent's conversation as committed, read from the store if not in memory."""
+        if self._loaded:
+            return list(self.core.messages)
+        config = self.core.config
+        return await self._store.load_messages(config.session, config.agent)
+
+    async def report(self) -> str:
+        """The agent's last words (`AgentCore.report`), its conversation read if need be."""
+        await self._load()
+        return self.core.report()
+
+    def _wake(self) -> None:
+        if self._unload is not None:
+            self._unload.cancel()
+            self._unload = None
+        if not self._awake and not self._closed:
+            self._awake = True
+            self._launch(self._run())
+
+    async def _run(self) -> None:
+        """Handle inputs until the inbox is empty and no action runs."""
         try:
-            while True:
+            await self._load()
+            while self._action is not None or not self._inbox.empty():
                 item = await self._inbox.get()
                 self._handling = True
                 try:
@@ -176,13 +246,55 @@ class AgentRunner:
         except FenceError as exc:
             # Another daemon owns the session now (or the store moved on without us):
             # stop at once; whatever this agent would write next is refused anyway.
+            self._closed = True
             self._log.warning("agent.fenced reason=%s", exc)
             if self._on_fenced is not None:
                 self._on_fenced(self.core.config.session)
+        except asyncio.CancelledError:
+            self._closed = True  # the session was lost, or the daemon stops
+            raise
         finally:
+            self._awake = False
             if self._action is not None:
                 self._action.cancel()
                 await asyncio.gather(self._action, return_exceptions=True)
+        if not self._closed and rests(self.core.state, self.core.pending):
+            self._unload = asyncio.get_running_loop().call_later(self._unload_after_s, self._let_go)
+
+    async def _load(self) -> None:
+        """Read the conversation of an agent made without it, waiting out a Redis outage."""
+        async with self._loading:
+            delay = COMMIT_RETRY_MIN_S
+            while not self._loaded:
+                core = self.core
+                try:
+                    messages = await self.messages()
+                except (RedisError, OSError) as exc:
+                    raise_if_cancelled()
+                    self._log.warning("agent.load_failed error=%s retry_in=%.2fs", exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, COMMIT_RETRY_MAX_S)
+                    continue
+                self.core = AgentCore(
+                    core.config,
+                    core.state,
+                    messages,
+                    pending=core.pending,
+                    seen=core.seen,
+                    prices=core.prices,
+                )
+                self._loaded = True
+
+    def _let_go(self) -> None:
+        """Drop the conversation of an agent that rests and was not woken since."""
+        self._unload = None
+        core = self.core
+        if self._awake or self._closed or not self.quiet or not rests(core.state, core.pending):
+            return
+        self.core = AgentCore(
+            core.config, core.state, pending=core.pending, seen=core.seen, prices=core.prices
+        )
+        self._loaded = False
 
     async def _handle(self, item: Input) -> None:
         if self._budget is not None:
@@ -191,7 +303,10 @@ class AgentRunner:
             case StartInput():
                 if not self._started:
                     self._started = True
-                    await self._apply(self.core.start())
+                    step = self.core.start()
+                    if step.events or step.action is not None or self.core.unpersisted():
+                        await self._apply(step)
+                    # else resumed at rest, or waiting for the operator: nothing to write
             case NudgeInput(nudge, entry_id):
                 acks = [entry_id] if entry_id is not None else []
                 if nudge.nudge_id in self.core.seen:

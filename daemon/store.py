@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,11 +52,31 @@ class NameTaken(CommandError):
 class StoredAgent:
     config: AgentConfig
     state: AgentState
+    #: Its conversation; empty unless `loaded` (`load_sessions` reads only those asked).
     messages: list[Message]
     #: Nudges recorded for the agent and not yet delivered, oldest first.
     pending: list[Nudge]
     #: Ids of every nudge recorded for the agent.
     seen: set[str]
+    loaded: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    """What a daemon reads of a session it has just claimed (`Store.load_sessions`)."""
+
+    spec: SessionSpec
+    standing: list[Nudge]
+    protected: dict[str, ProtectedFile]
+    budget: Budget | None
+    agents: list[StoredAgent]
+    #: The id of the last entry of its control stream (`daemon.relay`), if any.
+    control_top: str | None
+
+
+#: Whether to read an agent's conversation now, from its state, its pending nudges and
+#: how many messages it has.
+WantsConversation = Callable[[AgentState, Sequence[Nudge], int], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,14 +219,9 @@ class Store:
         `protected` is the copy of its protected files, written with the spec, once;
         `budget` its budget, if it has one.
 
-        Raises NameTaken if another session has its name: names are reserved with
-        HSETNX, so of two daemons creating the same name at once only one gets it."""
+        Raises NameTaken if another session has its name (`reserve_name`)."""
         sid = spec.id
-        holder = next((i for i, n in (await self.session_names()).items() if n == spec.name), None)
-        if holder is None and not await self.redis.hsetnx(self.keys.names, spec.name, sid):
-            holder = await self.redis.hget(self.keys.names, spec.name)
-        if holder is not None:  # (the first test: sessions from before the names hash)
-            raise NameTaken(spec.name, holder)
+        await self.reserve_name(spec.name, sid)
         if not await self.claim(sid, daemon_id, ttl_ms, mode="new"):
             await self.redis.hdel(self.keys.names, spec.name)
             return None
@@ -236,6 +251,47 @@ class Store:
             batch.hset(self.keys.agents(sid), {config.agent: config_record(config)})
             batch.set(self.keys.state(sid, config.agent), state.model_dump_json())
             return await self._write(sid, batch, events)
+
+    async def reserve_name(self, name: str, sid: str) -> None:
+        """Take `name` for the session `sid`, or raise NameTaken: names are reserved with
+        HSETNX, so of two daemons creating the same name at once only one gets it."""
+        while not await self.redis.hsetnx(self.keys.names, name, sid):
+            holder = await self.redis.hget(self.keys.names, name)
+            if holder == sid:
+                return
+            if holder is not None:  # else removed meanwhile: try again
+                raise NameTaken(name, holder)
+
+    async def reserve_default_name(self, stem: str, sid: str) -> str:
+        """The first free name of `stem`, `stem-2`, `stem-3`… taken for the session `sid`:
+        the stem's count says where to look, so a start costs a command or two, never a
+        read of every name."""
+        while True:
+            n = await self.redis.hincrby(self.keys.name_counts, stem, 1)
+            name = stem if n == 1 else f"{stem}-{n}"
+            if await self.redis.hsetnx(self.keys.names, name, sid):
+                return name
+
+    async def index_names(self, names: Mapping[str, str]) -> None:
+        """Reserve the names of sessions (id -> name) created before names were reserved,
+        in one round trip; a name already reserved is left as it is."""
+        if names:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for sid, name in names.items():
+                    pipe.hsetnx(self.keys.names, name, sid)
+                await pipe.execute()
+
+    async def named(self, ref: str) -> str | None:
+        """The id of the session whose id or name is exactly `ref`, if there is one."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hexists(self.keys.sessions, ref)
+            pipe.hget(self.keys.names, ref)
+            is_id, holder = await pipe.execute()
+        if is_id:
+            return ref
+        # A name is reserved before its session is listed (and kept if that failed).
+        listed = holder is not None and await self.redis.hexists(self.keys.sessions, holder)
+        return holder if listed else None
 
     async def session_names(self) -> dict[str, str]:
         """Every session id with its name."""
@@ -318,6 +374,157 @@ class Store:
             )
             for aid, raw in zip(configs, states, strict=True)
         ]
+
+    async def load_sessions(
+        self, sids: Sequence[str], *, conversation: WantsConversation
+    ) -> dict[str, StoredSession | Exception | None]:
+        """Read sessions just claimed, all in three pipelined round trips (their keys, their
+        agents, the conversations `conversation` asks for), and cache each one's last seq.
+
+        Each session's answer: what it holds; None if it was listed but never written; or
+        why it cannot be loaded (`CorruptRecord` naming the key, or the client's
+        UnicodeDecodeError for bytes that are not UTF-8). Redis errors are raised."""
+        try:
+            return await self._load_sessions(sids, conversation)
+        except UnicodeDecodeError as exc:
+            # The client refuses such a reply and fails the whole pipeline (dropping its
+            # connection): one session at a time, to find whose it is.
+            if len(sids) == 1:
+                return {sids[0]: exc}
+            found: dict[str, StoredSession | Exception | None] = {}
+            for sid in sids:
+                found |= await self.load_sessions([sid], conversation=conversation)
+            return found
+
+    async def _load_sessions(
+        self, sids: Sequence[str], conversation: WantsConversation
+    ) -> dict[str, StoredSession | Exception | None]:
+        k = self.keys
+        found: dict[str, StoredSession | Exception | None] = {}
+        heads, failed = await self._read(
+            [
+                (sid, command, key, args)
+                for sid in sids
+                for command, key, args in (
+                    ("get", k.spec(sid), ()),
+                    ("lrange", k.standing(sid), (0, -1)),
+                    ("hgetall", k.protected(sid), ()),
+                    ("get", k.budget(sid), ()),
+                    ("xrevrange", k.events(sid), ("+", "-", 1)),
+                    ("xrevrange", k.control(sid), ("+", "-", 1)),
+                    ("hgetall", k.agents(sid), ()),
+                )
+            ]
+        )
+        head = {sid: heads[7 * n : 7 * n + 7] for n, sid in enumerate(sids)}
+        for sid in sids:
+            if sid not in failed and head[sid][0] is None:
+                found[sid] = None  # listed but never written
+        live = [sid for sid in sids if sid not in failed and sid not in found]
+        agent_ids = [(sid, aid) for sid in live for aid in head[sid][6]]
+        rows, failed_too = await self._read(
+            [
+                (sid, command, key, args)
+                for sid, aid in agent_ids
+                for command, key, args in (
+                    ("get", k.state(sid, aid), ()),
+                    ("hgetall", k.pending(sid, aid), ()),
+                    ("smembers", k.seen(sid, aid), ()),
+                    ("llen", k.messages(sid, aid), ()),
+                )
+            ]
+        )
+        failed |= failed_too
+        parts: dict[tuple[str, str], tuple[AgentState, list[Nudge], set[str]]] = {}
+        wanted: list[tuple[str, str]] = []
+        for n, (sid, aid) in enumerate(agent_ids):
+            if sid in failed:
+                continue
+            raw_state, raw_pending, seen, count = rows[4 * n : 4 * n + 4]
+            try:
+                state = (
+                    _parse(k.state(sid, aid), raw_state, AgentState.model_validate_json)
+                    if raw_state
+                    else AgentState()
+                )
+                pending = sorted(
+                    (
+                        _parse(k.pending(sid, aid), p, Nudge.model_validate_json)
+                        for p in raw_pending.values()
+                    ),
+                    key=lambda nudge: nudge.sent_at,
+                )
+            except CorruptRecord as exc:
+                failed[sid] = exc
+                continue
+            parts[sid, aid] = (state, pending, set(seen))
+            if count and conversation(state, pending, count):
+                wanted.append((sid, aid))
+        texts, failed_too = await self._read(
+            [(sid, "lrange", k.messages(sid, aid), (0, -1)) for sid, aid in wanted]
+        )
+        failed |= failed_too
+        conversations = dict(zip(wanted, texts, strict=True))
+        for sid in live:
+            if sid in failed:
+                found[sid] = failed[sid]
+                continue
+            try:
+                found[sid] = await self._stored_session(sid, head[sid], parts, conversations)
+            except CorruptRecord as exc:
+                found[sid] = exc
+        for sid, problem in failed.items():
+            found[sid] = problem
+        return found
+
+    async def _stored_session(
+        self,
+        sid: str,
+        head: list[Any],
+        parts: Mapping[tuple[str, str], tuple[AgentState, list[Nudge], set[str]]],
+        conversations: Mapping[tuple[str, str], list[str]],
+    ) -> StoredSession:
+        raw_spec, raw_standing, raw_protected, raw_budget, events, control, raw_agents = head
+        k = self.keys
+        standing = (_parse(k.standing(sid), r, Nudge.model_validate_json) for r in raw_standing)
+        configs = await self._configs(sid, raw_agents)
+        agents = []
+        for aid, config in configs.items():
+            state, pending, seen = parts[sid, aid]
+            texts = conversations.get((sid, aid))
+            messages = [_parse(k.messages(sid, aid), m, json.loads) for m in texts or ()]
+            agents.append(StoredAgent(config, state, messages, pending, seen, texts is not None))
+        self._seq.setdefault(sid, int(events[0][0].split("-")[0]) if events else 0)
+        return StoredSession(
+            spec=_parse(k.spec(sid), raw_spec, SessionSpec.model_validate_json),
+            standing=list({n.nudge_id: n for n in standing}.values()),
+            protected={
+                p: _parse(k.protected(sid), v, ProtectedFile.model_validate_json)
+                for p, v in raw_protected.items()
+            },
+            budget=_parse(k.budget(sid), raw_budget, Budget.model_validate_json)
+            if raw_budget
+            else None,
+            agents=agents,
+            control_top=control[0][0] if control else None,
+        )
+
+    async def _read(
+        self, reads: Sequence[tuple[str, str, str, tuple[Any, ...]]]
+    ) -> tuple[list[Any], dict[str, Exception]]:
+        """Run reads `(sid, command, key, args)` in one pipeline: their replies, and for
+        each session whose read Redis refused (a key of another type), the first such."""
+        if not reads:
+            return [], {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for _, command, key, args in reads:
+                getattr(pipe, command)(key, *args)
+            replies = await pipe.execute(raise_on_error=False)
+        failed: dict[str, Exception] = {}
+        for (sid, _, key, _), reply in zip(reads, replies, strict=True):
+            if isinstance(reply, Exception) and sid not in failed:
+                failed[sid] = CorruptRecord(f"{key}: {reply}")
+        return replies, failed
 
     async def _configs(self, sid: str, raw: Mapping[str, str]) -> dict[str, AgentConfig]:
         """The agents hash's records read back (`daemon.config_store`), by agent id."""
@@ -420,15 +627,8 @@ class Store:
         entries = await self.redis.xrevrange(self.keys.events(sid), count=1)
         return int(entries[0][0].split("-")[0]) if entries else 0
 
-    async def load_seq(self, sid: str) -> int:
-        """Read the session's last seq into the cache `known_seq` answers from."""
-        async with self._lock(sid):
-            if sid not in self._seq:
-                self._seq[sid] = await self.last_seq(sid)
-            return self._seq[sid]
-
     def known_seq(self, sid: str) -> int:
-        """The last seq committed by this process (or loaded by `load_seq`)."""
+        """The last seq committed by this process (or read by `load_sessions`)."""
         return self._seq.get(sid, 0)
 
     # -- nudges -----------------------------------------------------------------

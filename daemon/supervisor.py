@@ -25,14 +25,13 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from redis.exceptions import ResponseError
-
 from daemon import life_store
 from daemon.agent_core import OVER, AgentCore
 from daemon.agent_state import (
     ROOT,
     AgentConfig,
     AgentState,
+    Message,
     ReviewReport,
     RunReview,
     Step,
@@ -56,15 +55,17 @@ from daemon.review import (
     reviewer_tools,
 )
 from daemon.runner import (
+    UNLOAD_AFTER_S,
     AgentRunner,
     Control,
     DeltaSink,
     FrameSink,
     NudgeInput,
     StartInput,
+    rests,
 )
 from daemon.slots import SlotPool
-from daemon.store import CorruptRecord, NameTaken, Store
+from daemon.store import Store, StoredSession
 from daemon.subagents import MAX_DEPTH, SPAWN_SPEC, ChildTask, parse_spawn, report
 from daemon.tools import TOOL_SPECS, ToolOutcome
 from daemon.tools.sandbox import Sandbox
@@ -103,11 +104,14 @@ class Supervisor:
         default_budget: Budget | None = None,
         prices: PriceTable = DEFAULT_PRICES,
         simulated: bool = False,
+        unload_after_s: float = UNLOAD_AFTER_S,
     ) -> None:
         #: What requests cost, and whether the model is the bundled simulator (its
         #: sessions' costs are labelled simulated).
         self.prices = prices
         self._simulated = simulated
+        #: How long an agent at rest keeps its conversation in memory (`daemon.runner`).
+        self._unload_after_s = unload_after_s
         self.store = store
         #: The budget of a session whose start sets none (STEER_BUDGET_USD/TOKENS).
         self._default_budget = default_budget
@@ -121,7 +125,7 @@ class Supervisor:
             store,
             self.daemon_id,
             info={"pid": os.getpid(), **(info or {})},
-            on_claimed=self._load_session,
+            on_claimed=self._load_sessions,
             on_lost=self._lost,
             ttl_ms=lease_ttl_ms,
         )
@@ -144,6 +148,8 @@ class Supervisor:
         #: Tasks of each session (its agents and slots), cancelled when it is lost.
         self._session_tasks: dict[str, set[asyncio.Task[None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Set by `stop`: no task starts after it (an agent woken meanwhile stays asleep).
+        self._stopping = False
 
     # -- life cycle -------------------------------------------------------------
 
@@ -162,6 +168,7 @@ class Supervisor:
         """Stop every task; with `release`, let other daemons take the sessions at once."""
         # redis-py retries a command whose connection broke, and a cancelled blocking read
         # can look like one: a single cancel() may be absorbed, so repeat until all ended.
+        self._stopping = True
         pending = set(self._tasks)
         rounds = 0
         while pending:
@@ -179,8 +186,8 @@ class Supervisor:
     # -- sessions -----------------------------------------------------------------
 
     async def create_session(self, request: StartSession) -> SessionSpec:
-        names = await self.store.session_names()
-        sid = _new_id(names)
+        # A fresh id: the claim below refuses one ever used (1 in 16 million).
+        sid = f"s-{secrets.token_hex(3)}"
         model = request.model or self._default_model
         budget, what = self._default_budget, "the daemon's default budget (STEER_BUDGET_USD)"
         if request.budget_usd is not None or request.budget_tokens is not None:
@@ -192,7 +199,8 @@ class Supervisor:
         protected = await asyncio.to_thread(capture, Path(request.workdir), Globs.of(protect))
         spec = SessionSpec(
             id=sid,
-            name=request.name or _default_name(request.task, set(names.values())),
+            name=request.name
+            or await self.store.reserve_default_name(_name_stem(request.task), sid),
             task=request.task,
             workdir=request.workdir,
             model=model,
@@ -222,27 +230,22 @@ class Supervisor:
             review_rounds=spec.review_rounds,
             protect=spec.protect,
         )
-        try:
-            frames = await self.store.create_session(
-                spec,
-                root,
-                [SessionCreated(agent=ROOT, spec=spec), _started(root)],
-                daemon_id=self.daemon_id,
-                ttl_ms=self.ownership.ttl_ms,
-                protected=protected,
-                budget=budget,
-            )
-        except NameTaken:
-            if request.name:
-                raise
-            return await self.create_session(request)  # a default name taken meanwhile
-        if frames is None:  # the id was taken meanwhile: 1 in 16 million, try another
+        frames = await self.store.create_session(
+            spec,
+            root,
+            [SessionCreated(agent=ROOT, spec=spec), _started(root)],
+            daemon_id=self.daemon_id,
+            ttl_ms=self.ownership.ttl_ms,
+            protected=protected,
+            budget=budget,
+        )
+        if frames is None:  # the id was used before: try another
             return await self.create_session(request)
         self._publish(frames)
         self._open(spec, protected=protected, budget=budget)
         self._launch(AgentCore(root, prices=self.prices))
         self.intake.open(sid)
-        await self.relay.open(sid)
+        self.relay.open(sid, None)  # a new session: no verb was sent to it yet
         log.info("session.created sid=%s name=%s model=%s", sid, spec.name, model)
         return spec
 
@@ -277,7 +280,12 @@ class Supervisor:
         )
 
     def core(self, sid: str, agent: str = ROOT) -> AgentCore:
+        """The agent's core; one at rest may hold no conversation (see `messages`)."""
         return self._runner(sid, agent).core
+
+    async def messages(self, sid: str, agent: str = ROOT) -> list[Message]:
+        """The agent's conversation as committed."""
+        return await self._runner(sid, agent).messages()
 
     # -- verbs --------------------------------------------------------------------
     # Each returns once the verb is persisted for every agent concerned, and raises
@@ -465,8 +473,12 @@ class Supervisor:
         await _settled(children, called_off="its parent was interrupted")
         if parent.config.parent is not None:
             await slots.take(parent.config.agent)
+        reports = [await c.report() for c in children]
         return ToolOutcome(
-            report([(c.core.config, c.core.state, c.core.report()) for c in children]), False
+            report(
+                [(c.core.config, c.core.state, r) for c, r in zip(children, reports, strict=True)]
+            ),
+            False,
         )
 
     async def review(self, agent: AgentCore, action: RunReview) -> ReviewReport:
@@ -491,7 +503,7 @@ class Supervisor:
         return ReviewReport(
             round=action.round,
             reviewer=core.config.agent,
-            findings=core.report() if problem is None else "",
+            findings=await reviewer.report() if problem is None else "",
             finished_at=time.time(),
             problem=problem,
         )
@@ -583,38 +595,40 @@ class Supervisor:
     def _created_at(self, sid: str) -> float:
         return self._specs[sid].created_at
 
-    async def _load_session(self, sid: str) -> None:
-        """Resume a session just claimed, exactly as after a restart: everything is read
-        before any of its agents starts, then its unacknowledged nudges are re-read."""
-        try:
-            spec = await self.store.load_spec(sid)
-            if spec is None:
+    async def _load_sessions(self, sids: Sequence[str]) -> None:
+        """Resume sessions just claimed, exactly as after a restart: all of them are read
+        (in a few round trips) before any of their agents starts, then their
+        unacknowledged nudges are re-read. An agent at rest is resumed without its
+        conversation (`runner.rests`): it is read when a nudge or a verb wakes it."""
+        loaded = await self.store.load_sessions(
+            sids, conversation=lambda state, pending, _: not rests(state, pending)
+        )
+        for sid, stored in loaded.items():
+            if stored is None:
                 log.warning("session.missing sid=%s: listed but never written", sid)
-                return
-            standing = await self.store.load_standing(sid)
-            protected = await self.store.load_protected(sid)
-            budget = await self.store.load_budget(sid)
-            await self.store.load_seq(sid)
-            agents = await self.store.load_agents(sid)
-        except (CorruptRecord, ResponseError, UnicodeDecodeError) as exc:
-            # Kept (so no daemon loops on it) but not driven; the log names the key (for a
-            # key of another type, WRONGTYPE, the pipeline's error does), or for bytes
-            # that are not UTF-8, which the client refuses to decode, the session.
-            log.error("session.unreadable sid=%s error=%s", sid, exc)
-            return
-        self._open(spec, standing, protected, budget)
-        for stored in agents:
+            elif isinstance(stored, Exception):
+                # Kept (so no daemon loops on it) but not driven; the log names the key,
+                # or for bytes that are not UTF-8, which the client refuses to decode, the
+                # session.
+                log.error("session.unreadable sid=%s error=%s", sid, stored)
+            else:
+                self._resume(stored)
+
+    def _resume(self, stored: StoredSession) -> None:
+        sid = stored.spec.id
+        self._open(stored.spec, stored.standing, stored.protected, stored.budget)
+        for agent in stored.agents:
             core = AgentCore(
-                stored.config,
-                stored.state,
-                stored.messages,
-                pending=stored.pending,
-                seen=stored.seen,
+                agent.config,
+                agent.state,
+                agent.messages,
+                pending=agent.pending,
+                seen=agent.seen,
                 prices=self.prices,
             )
-            self._deliver_standing(self._launch(core))
+            self._deliver_standing(self._launch(core, loaded=agent.loaded))
         self.intake.open(sid)
-        await self.relay.open(sid)
+        self.relay.open(sid, stored.control_top)
 
     def _lost(self, sid: str) -> None:
         """Stop driving a session another daemon may own by now: cancel its agents."""
@@ -646,14 +660,20 @@ class Supervisor:
         self._session_tasks.setdefault(spec.id, set())
 
     def _deliver_standing(self, runner: AgentRunner) -> None:
-        """Hand an agent the session's standing nudges (it skips those it has seen)."""
-        if runner.core.finished is None:
-            for nudge in self._standing[runner.core.config.session]:
-                runner.deliver(NudgeInput(nudge, None))
+        """Hand an agent the session's standing nudges it has not seen."""
+        core = runner.core
+        if core.finished is None:
+            for nudge in self._standing[core.config.session]:
+                if nudge.nudge_id not in core.seen:  # (it skips them too, but woken)
+                    runner.deliver(NudgeInput(nudge, None))
 
-    def _launch(self, core: AgentCore, *, hold_slot: bool = True) -> AgentRunner:
+    def _launch(
+        self, core: AgentCore, *, hold_slot: bool = True, loaded: bool = True
+    ) -> AgentRunner:
+        """A runner for the agent (`loaded=False`: a core without its conversation)."""
         subagent = core.config.parent is not None
         sid = core.config.session
+        name = f"agent {sid}/{core.config.agent}"
         guard = Guard(
             core.config.protect,
             self._protected.get(sid, {}),
@@ -661,6 +681,7 @@ class Supervisor:
         )
         runner = AgentRunner(
             core,
+            launch=lambda run: self._spawn(run, name=name, session=sid),
             model=self._model,
             store=self.store,
             spawner=self.spawn,
@@ -672,10 +693,10 @@ class Supervisor:
             on_fenced=self._fenced,
             autostart=not subagent,
             budget=self._budgets[sid],
+            loaded=loaded,
+            unload_after_s=self._unload_after_s,
         )
-        sid = core.config.session
         self._runners[sid][core.config.agent] = runner
-        self._spawn(runner.run(), name=f"agent {sid}/{core.config.agent}", session=sid)
         if subagent and hold_slot and core.state.status not in SETTLED:
             self._spawn(
                 self._hold_slot(runner), name=f"slot {sid}/{core.config.agent}", session=sid
@@ -729,6 +750,9 @@ class Supervisor:
     def _spawn(
         self, coro: Coroutine[Any, Any, None], name: str | None = None, session: str | None = None
     ) -> None:
+        if self._stopping or (session is not None and session not in self._session_tasks):
+            coro.close()  # stopping, or the session was lost: nothing of it runs any more
+            return
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         if session is not None:
@@ -798,17 +822,7 @@ def _started(config: AgentConfig) -> AgentStarted:
     )
 
 
-def _new_id(taken: dict[str, str]) -> str:
-    while True:
-        sid = f"s-{secrets.token_hex(3)}"
-        if sid not in taken:
-            return sid
-
-
-def _default_name(task: str, taken: set[str]) -> str:
+def _name_stem(task: str) -> str:
+    """A default name's stem: the task's first words (`Store.reserve_default_name`)."""
     words = re.findall(r"[a-z0-9]+", task.lower())[:4]
-    base = "-".join(words)[:32] or "session"
-    name, n = base, 2
-    while name in taken:
-        name, n = f"{base}-{n}", n + 1
-    return name
+    return "-".join(words)[:32] or "session"

@@ -140,11 +140,11 @@ async def test_a_session_claimed_as_the_connection_breaks_is_loaded_at_the_next_
     await store.redis.set(store.keys.spec("s-one"), spec.model_dump_json())  # claims want it
     loads: list[str] = []
 
-    async def load(sid: str) -> None:
-        loads.append(sid)
+    async def load(sids: list[str]) -> None:
+        loads.extend(sids)
         if len(loads) == 1:
             proxy.cut()  # the first load meets a broken connection
-        await store.load_spec(sid)
+        await store.load_spec(sids[0])
 
     ownership = Ownership(
         store, "d-claims", info={}, on_claimed=load, on_lost=lambda _: None, ttl_ms=LEASE_TTL_MS
