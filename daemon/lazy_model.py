@@ -1,10 +1,10 @@
 """The daemon's model client, built at the first model call, once the SDK is imported.
 
 `import anthropic` takes 1.4–2 s, the larger part of a daemon's restart. The daemon
-starts that import in a worker thread as it starts (`import_sdk`) and serves the API and
-takes nudges meanwhile; only a model call made before the import has finished waits
-for it. Nothing imports the SDK at module level before then (`daemon.model_client`
-imports it where it calls it).
+starts that import in a worker thread (`load_sdk`) once its API is ready to serve, and
+serves and takes nudges meanwhile; only a model call made before the import has
+finished waits for it (one made before `load_sdk` starts it). Nothing imports the SDK at
+module level before then (`daemon.model_client` imports it where it calls it).
 """
 
 from __future__ import annotations
@@ -23,25 +23,19 @@ if TYPE_CHECKING:
     import anthropic
 
 
-def import_sdk() -> asyncio.Future[ModuleType]:
-    """The `anthropic` package, imported in a worker thread."""
-    return asyncio.ensure_future(asyncio.to_thread(importlib.import_module, "anthropic"))
-
-
 class LazyModelClient:
     """An `AnthropicModelClient` on an `AsyncAnthropic` made when first called."""
 
-    def __init__(
-        self,
-        sdk: asyncio.Future[ModuleType],
-        *,
-        api_key: str,
-        base_url: str | None,
-        max_retries: int,
-    ) -> None:
-        self._sdk = sdk
+    def __init__(self, *, api_key: str, base_url: str | None, max_retries: int) -> None:
         self._options = {"api_key": api_key, "base_url": base_url, "max_retries": max_retries}
+        self._sdk: asyncio.Future[ModuleType] | None = None
         self._client: AnthropicModelClient | None = None
+
+    def load_sdk(self) -> None:
+        """Start importing the SDK in a worker thread, if not started yet."""
+        if self._sdk is None:
+            loop = asyncio.get_running_loop()
+            self._sdk = loop.run_in_executor(None, importlib.import_module, "anthropic")
 
     async def complete(
         self,
@@ -57,6 +51,8 @@ class LazyModelClient:
 
     async def _built(self) -> AnthropicModelClient:
         if self._client is None:
+            self.load_sdk()
+            assert self._sdk is not None
             sdk = await self._sdk
             if self._client is None:  # another call may have built it meanwhile
                 client: anthropic.AsyncAnthropic = sdk.AsyncAnthropic(**self._options)

@@ -7,13 +7,12 @@ dies while the daemon runs). STEER_REDIS_URL may name one Redis or any node of a
 Cluster; either is checked first (`daemon.redis_checks`). With no ANTHROPIC_API_KEY it
 runs the bundled simulator in a child process (`daemon.simulator_process`).
 
-The anthropic SDK is imported in a worker thread while the daemon starts
+The anthropic SDK is imported in a worker thread once the API is ready to serve
 (`daemon.lazy_model`): the API serves and nudges are taken before it is loaded.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -27,7 +26,6 @@ from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
-from types import ModuleType
 
 import uvicorn
 
@@ -38,7 +36,7 @@ from daemon.guard import LoopbackGuard
 from daemon.home_lock import HomeLock, daemon_id
 from daemon.hub import Hub
 from daemon.keys import Keys
-from daemon.lazy_model import LazyModelClient, import_sdk
+from daemon.lazy_model import LazyModelClient
 from daemon.paths import DAEMON_FILE, TOKEN_FILE, write_private
 from daemon.prices import load_prices
 from daemon.redis_clients import RedisClients
@@ -72,7 +70,6 @@ async def serve(settings: Settings) -> None:
 
 async def _serve(settings: Settings, home: Path) -> None:
     started = time.monotonic()
-    sdk = import_sdk()  # meanwhile: only a model call waits for it
     (home / DAEMON_FILE).unlink(missing_ok=True)  # we hold the lock: any left is stale
     prices = load_prices(settings.prices, home)  # a bad price file stops the start here
     redis_url = settings.redis_url or ensure_embedded(home)
@@ -94,7 +91,7 @@ async def _serve(settings: Settings, home: Path) -> None:
         redis.start()
         stack.push_async_callback(redis.stop)
 
-        model, simulator_url = _model_client(settings, sdk, stack)
+        model, simulator_url = _model_client(settings, stack)
         hub = Hub(reads)
         sock = api_socket(settings.host, settings.port)
         port = sock.getsockname()[1]
@@ -133,6 +130,8 @@ async def _serve(settings: Settings, home: Path) -> None:
             settings.model,
             simulator_url or "no",
         )
+        # Only now: importing it beside the start-up above slows both (one GIL).
+        model.load_sdk()
         await server.serve(sockets=[sock])
         sessions = len(supervisor.session_ids())
     log.info("daemon.stopped sessions=%d uptime=%.0fs", sessions, time.monotonic() - started)
@@ -202,9 +201,7 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def _model_client(
-    settings: Settings, sdk: asyncio.Future[ModuleType], stack: AsyncExitStack
-) -> tuple[LazyModelClient, str | None]:
+def _model_client(settings: Settings, stack: AsyncExitStack) -> tuple[LazyModelClient, str | None]:
     """The model client, on the API or else on the simulator (started here, not waited
     for: its port listens already), and the simulator's URL."""
     if settings.anthropic_api_key is not None:
@@ -223,8 +220,6 @@ def _model_client(
         stack.push_async_callback(simulator.stop)
         api_key, base_url = SIMULATOR_KEY, simulator.base_url
         simulator_url = simulator.base_url
-    client = LazyModelClient(
-        sdk, api_key=api_key, base_url=base_url, max_retries=settings.max_retries
-    )
+    client = LazyModelClient(api_key=api_key, base_url=base_url, max_retries=settings.max_retries)
     stack.push_async_callback(client.close)
     return client, simulator_url

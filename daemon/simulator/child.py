@@ -61,7 +61,12 @@ async def _serve(config: SimulatorConfig, sock: socket.socket, parent_fd: int) -
     server = SimulatorServer(config, sock=sock)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    loop.add_reader(parent_fd, stop.set)  # readable only at EOF: the daemon never writes
+
+    def parent_gone() -> None:  # readable only at EOF: the daemon never writes
+        loop.remove_reader(parent_fd)  # (it would stay readable, and be called again)
+        stop.set()
+
+    loop.add_reader(parent_fd, parent_gone)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     await server.start()
     await stop.wait()
