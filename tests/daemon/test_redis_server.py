@@ -27,7 +27,8 @@ def test_runs_on_loopback_with_aof(tmp_path: Path) -> None:
         assert server.url == f"redis://127.0.0.1:{server.port}/0"
         assert server.running() and server.pid is not None
         config = {}
-        for name in ("bind", "protected-mode", "appendonly", "appendfsync", "save", "dir"):
+        names = ("bind", "protected-mode", "appendonly", "appendfsync", "save", "dir")
+        for name in (*names, "stream-node-max-bytes"):
             reply = conn.execute("CONFIG", "GET", name)
             assert isinstance(reply, list)
             config[name] = reply[1]
@@ -38,6 +39,7 @@ def test_runs_on_loopback_with_aof(tmp_path: Path) -> None:
             "appendfsync": "everysec",
             "save": "",
             "dir": str(tmp_path.resolve()),
+            "stream-node-max-bytes": "8192",
         }
     assert not server.running()
 
