@@ -11,11 +11,11 @@ holds as `budget_reached` instead once the total has reached a limit.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from daemon.agent_state import AgentState
 from daemon.errors import CommandError
+from daemon.money import dollars
 from protocol.sessions import Budget
 
 
@@ -36,16 +36,6 @@ def spend_of(state: AgentState) -> Spend:
     usage = state.usage
     cost = state.cost_usd
     return Spend(cost or 0.0, usage.prompt_tokens + usage.output_tokens)
-
-
-def dollars(amount: float) -> str:
-    """$0.50, $12.00, $0.0042, $0.000001: cents, or four significant digits below $1."""
-    if amount >= 1 or amount <= 0:
-        return f"${amount:,.2f}"
-    places = max(2, 3 - math.floor(math.log10(amount)))
-    text = f"{amount:.{places}f}".rstrip("0")
-    whole, _, cents = text.partition(".")
-    return f"${whole}.{cents.ljust(2, '0')}"
 
 
 def reached(budget: Budget, spent: Spend) -> str | None:

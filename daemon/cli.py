@@ -7,57 +7,43 @@ daemon (or its Redis) cannot be reached: the `nudge` command's table, which adds
 
 `--json` prints JSON Lines: a list (`ls`, `logs`) one object per item, so it streams
 and `-f` follows; a single thing (`show`) one object on one line.
+
+This module is the parser alone, and imports nothing heavy: `steer --help` must answer
+in well under 100 ms. What each command does is in `daemon.cli_commands`, imported
+once the arguments are parsed, and each command there imports what it uses.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import logging
 import os
 import sys
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import quote
 
-from daemon.client import EXIT_UNREACHABLE, NOT_RUNNING, ClientError, DaemonClient
-from daemon.cost_report import cost_report, cost_table
-from daemon.paths import DAEMON_FILE, TOKEN_FILE, steer_home
-from daemon.render import (
-    address,
-    agent_header,
-    check_evidence,
-    conversation,
-    frame_line,
-    session_table,
-    spent_of_budget,
-    stale_line,
-)
-from protocol import wire
-from protocol.checks import DEFAULT_CHECK_TIMEOUT_S, DEFAULT_MAX_ATTEMPTS, MAX_CHECKS
-from protocol.envelope import Frame
-from protocol.events import AgentStatusChanged, ChecksFinished, ChecksStarted, OperatorAction
-from protocol.sessions import (
+from daemon.cli_vocabulary import (
     APPROVAL_POLICIES,
+    DEFAULT_CHECK_TIMEOUT_S,
+    DEFAULT_MAX_ATTEMPTS,
     DEFAULT_PARALLEL_SUBAGENTS,
+    MAX_CHECKS,
     MAX_PARALLEL_SUBAGENTS,
-    SETTLED,
-    SessionSummary,
 )
-from protocol.text import safe_json, visible
+from daemon.client import ClientError
+from protocol.text import visible
 
 TARGET = "SESSION[/AGENT]"
 TARGET_HELP = "a session (id, unique id prefix or name), or one of its agents as SESSION/AGENT"
-#: How many of a failing check's last output lines `steer check` prints.
-CHECK_TAIL_LINES = 40
+Handler = Callable[[argparse.Namespace], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from daemon import cli_commands  # once parsed: `steer --help` never imports it
+
+    handler: Handler = getattr(cli_commands, args.handler)
     try:
-        return int(args.func(args) or 0)
+        return int(handler(args) or 0)
     except ClientError as exc:
         print(f"steer: {visible(str(exc))}", file=sys.stderr)  # it may quote the input
         return exc.exit_code
@@ -81,13 +67,13 @@ def _parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "daemon", help="run the daemon in the foreground")
     _sandbox_arg(p)
-    p.set_defaults(func=_daemon)
+    p.set_defaults(handler="daemon")
     _lifecycle_commands(sub)
 
     p = _command(
         sub, "stop-redis", help="shut down the embedded Redis (it outlives the daemon on purpose)"
     )
-    p.set_defaults(func=_stop_redis)
+    p.set_defaults(handler="stop_redis")
 
     p = _command(sub, "sim", help="run the Messages API simulator in the foreground")
     p.add_argument("--host", default="127.0.0.1")
@@ -95,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scenarios", help="a directory of extra scenario JSON files")
     p.add_argument("--token-rate", type=float, default=40.0, help="tokens per second (0: no delay)")
     p.add_argument("--api-key", help="require this key from clients (default: accept any)")
-    p.set_defaults(func=_sim)
+    p.set_defaults(handler="sim")
 
     p = _command(sub, "run", help="start a session; prints its id")
     p.add_argument("task")
@@ -131,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the same for tokens: input, cache writes, cache reads and output "
         "(default: STEER_BUDGET_TOKENS)",
     )
-    p.set_defaults(func=_run)
+    p.set_defaults(handler="run")
 
     p = _command(
         sub,
@@ -141,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("session", nargs="?", help="a session to select first (id, prefix or name)")
     _author_arg(p)
-    p.set_defaults(func=_tui)
+    p.set_defaults(handler="tui")
 
     p = _command(sub, "ls", help="list sessions, then the tool calls waiting for approval")
     p.add_argument(
@@ -151,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
         "(memory_bytes: MEMORY USAGE summed over its keys, approximate)",
     )
     p.add_argument("--all", action="store_true", help="archived sessions too")
-    p.set_defaults(func=_ls)
+    p.set_defaults(handler="ls")
 
     p = _command(
         sub,
@@ -165,7 +151,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help='one JSON object: {"session": ..., "agent": ..., "messages": [...]}',
     )
-    p.set_defaults(func=_show)
+    p.set_defaults(handler="show")
 
     p = _command(
         sub,
@@ -176,14 +162,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("session", metavar="SESSION", help="a session (id, unique id prefix or name)")
     p.add_argument("--json", action="store_true", help="the check.finished event as one object")
     _author_arg(p)
-    p.set_defaults(func=_check)
+    p.set_defaults(handler="check")
 
     p = _command(sub, "logs", help="print a session's events")
     p.add_argument("session")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
     p.add_argument("--since", type=int, default=0, help="only events after this sequence number")
     p.add_argument("--json", action="store_true", help="one frame as JSON per line")
-    p.set_defaults(func=_logs)
+    p.set_defaults(handler="logs")
 
     p = _command(
         sub,
@@ -193,7 +179,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("session", metavar="SESSION", help="a session (id, unique id prefix or name)")
     p.add_argument("--json", action="store_true", help="the report as one JSON object")
-    p.set_defaults(func=_cost)
+    p.set_defaults(handler="cost")
 
     p = _command(
         sub,
@@ -207,7 +193,7 @@ def _parser() -> argparse.ArgumentParser:
         help="cancel an in-flight model call first (its half-streamed turn is dropped)",
     )
     _author_arg(p)
-    p.set_defaults(func=_pause)
+    p.set_defaults(handler="pause")
 
     p = _command(
         sub,
@@ -216,7 +202,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _target_arg(p)
     _author_arg(p)
-    p.set_defaults(func=_resume)
+    p.set_defaults(handler="resume")
 
     p = _command(
         sub,
@@ -227,7 +213,7 @@ def _parser() -> argparse.ArgumentParser:
     _target_arg(p, "the agent (default: the root agent)")
     p.add_argument("text", metavar="TEXT", help='the correction; "-" reads it from stdin')
     _author_arg(p)
-    p.set_defaults(func=_redirect)
+    p.set_defaults(handler="redirect")
 
     p = _command(
         sub,
@@ -238,7 +224,7 @@ def _parser() -> argparse.ArgumentParser:
     _target_arg(p)
     p.add_argument("--reason", help="why; the parent agent is told")
     _author_arg(p)
-    p.set_defaults(func=_veto)
+    p.set_defaults(handler="veto")
 
     p = _command(
         sub,
@@ -250,7 +236,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--usd", type=float, metavar="USD", help="the limit in US dollars")
     p.add_argument("--tokens", type=int, metavar="N", help="the limit in tokens")
     _author_arg(p)
-    p.set_defaults(func=_budget)
+    p.set_defaults(handler="budget")
 
     p = _command(
         sub,
@@ -264,7 +250,7 @@ def _parser() -> argparse.ArgumentParser:
         "call", metavar="CALL", nargs="?", help="the tool call id (none: the session's work)"
     )
     _author_arg(p)
-    p.set_defaults(func=_approve)
+    p.set_defaults(handler="approve")
 
     p = _command(
         sub,
@@ -275,7 +261,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("call", metavar="CALL", help="the tool call id")
     p.add_argument("--reason", help="why; the model is told")
     _author_arg(p)
-    p.set_defaults(func=_deny)
+    p.set_defaults(handler="deny")
     _life_commands(sub)
     _completion_commands(sub)
     return parser
@@ -292,7 +278,7 @@ def _life_commands(sub: Any) -> None:
     )
     p.add_argument("session", metavar="SESSION", help=session_help)
     _author_arg(p)
-    p.set_defaults(func=_done)
+    p.set_defaults(handler="done")
 
     p = _command(
         sub,
@@ -310,13 +296,13 @@ def _life_commands(sub: Any) -> None:
         "results), keeping nudges, evidence, replies and costs; works on an archived one",
     )
     _author_arg(p)
-    p.set_defaults(func=_archive)
+    p.set_defaults(handler="archive")
 
     p = _command(sub, "rm", help="delete a session and every key it has; refused while it runs")
     p.add_argument("session", metavar="SESSION", help=session_help)
     p.add_argument("--force", action="store_true", help="remove it even if it runs")
     _author_arg(p)
-    p.set_defaults(func=_rm)
+    p.set_defaults(handler="rm")
 
     p = _command(
         sub,
@@ -325,7 +311,7 @@ def _life_commands(sub: Any) -> None:
         "checks, costs), for `steer import`",
     )
     p.add_argument("session", metavar="SESSION", help=session_help)
-    p.set_defaults(func=_export)
+    p.set_defaults(handler="export")
 
     p = _command(
         sub,
@@ -333,7 +319,7 @@ def _life_commands(sub: Any) -> None:
         help="load an export into this daemon as an archived, read-only session; prints its id",
     )
     p.add_argument("file", metavar="FILE", help='the export ("-": standard input)')
-    p.set_defaults(func=_import)
+    p.set_defaults(handler="import_session")
 
 
 def _check_args(parser: argparse.ArgumentParser) -> None:
@@ -409,16 +395,16 @@ def _lifecycle_commands(sub: Any) -> None:
         "once it answers",
     )
     _sandbox_arg(p)
-    p.set_defaults(func=_start)
+    p.set_defaults(handler="start")
     p = _command(sub, "stop", help="stop the background daemon and wait until it is gone")
-    p.set_defaults(func=_stop)
+    p.set_defaults(handler="stop")
     p = _command(
         sub,
         "status",
         help="the daemon's pid, address, uptime, Redis and sessions by state (exit 3: not running)",
     )
     p.add_argument("--json", action="store_true", help="one JSON object")
-    p.set_defaults(func=_status)
+    p.set_defaults(handler="status")
     p = _command(
         sub,
         "doctor",
@@ -426,7 +412,7 @@ def _lifecycle_commands(sub: Any) -> None:
         "to fix (exit 1: something to fix)",
     )
     p.add_argument("--json", action="store_true", help="one JSON object")
-    p.set_defaults(func=_doctor)
+    p.set_defaults(handler="doctor")
 
 
 def _completion_commands(sub: Any) -> None:
@@ -434,48 +420,9 @@ def _completion_commands(sub: Any) -> None:
 
     p = _command(sub, "completion", help="print a shell completion script (bash, zsh or fish)")
     p.add_argument("shell", choices=SHELLS)
-    p.set_defaults(func=_completion, commands=list(sub.choices))  # every command so far
+    p.set_defaults(handler="completion", commands=list(sub.choices))  # every command so far
     # Hidden (no help): the session ids and names the completion scripts offer.
-    sub.add_parser(SESSIONS_COMMAND).set_defaults(func=_sessions)
-
-
-def _start(args: argparse.Namespace) -> int:
-    from daemon.lifecycle import start
-
-    extra = [] if args.sandbox_network is None else ["--sandbox-network", args.sandbox_network]
-    return start(steer_home(), extra)
-
-
-def _stop(args: argparse.Namespace) -> int:
-    from daemon.lifecycle import stop
-
-    return stop(steer_home())
-
-
-def _status(args: argparse.Namespace) -> int:
-    from daemon.lifecycle import status
-
-    return status(steer_home(), as_json=args.json)
-
-
-def _doctor(args: argparse.Namespace) -> int:
-    from daemon.doctor import run
-
-    return run(steer_home(), as_json=args.json)
-
-
-def _completion(args: argparse.Namespace) -> int:
-    from daemon.completion import script
-
-    print(script(args.shell, args.commands), end="")
-    return 0
-
-
-def _sessions(args: argparse.Namespace) -> int:
-    from daemon.completion import session_words
-
-    print("\n".join(session_words()))
-    return 0
+    sub.add_parser(SESSIONS_COMMAND).set_defaults(handler="sessions")
 
 
 def _command(sub: Any, name: str, *, help: str) -> argparse.ArgumentParser:
@@ -499,333 +446,6 @@ def _target_arg(parser: argparse.ArgumentParser, help: str = TARGET_HELP) -> Non
 
 def _author_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--author", help="who does it, for the audit trail (default: $USER)")
-
-
-def _daemon(args: argparse.Namespace) -> int:
-    from daemon.home_lock import HomeBusy
-    from daemon.logfmt import LogFormatter
-    from daemon.prices import PriceFileError
-    from daemon.redis_server import RedisUnavailable
-    from daemon.service import serve
-    from daemon.settings import Settings
-
-    handler = logging.StreamHandler()
-    handler.setFormatter(LogFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=os.environ.get("STEER_LOG_LEVEL", "INFO"), handlers=[handler])
-    try:
-        network = {} if args.sandbox_network is None else {"sandbox_network": args.sandbox_network}
-        asyncio.run(serve(Settings(**network)))
-    except (RedisUnavailable, HomeBusy, PriceFileError) as exc:
-        print(f"steer: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def _stop_redis(args: argparse.Namespace) -> int:
-    from daemon.redis_server import stop_embedded
-
-    home = steer_home()
-    print("stopped" if stop_embedded(home) else f"no embedded Redis running under {home}")
-    return 0
-
-
-def _sim(args: argparse.Namespace) -> int:
-    from daemon.simulator import run_simulator
-
-    run_simulator(
-        host=args.host,
-        port=args.port,
-        scenarios_dir=args.scenarios,
-        token_rate=args.token_rate,
-        api_key=args.api_key,
-    )
-    return 0
-
-
-def _client() -> DaemonClient:
-    return DaemonClient(steer_home())
-
-
-def _run(args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {
-        "task": args.task,
-        "workdir": os.path.abspath(args.workdir),
-        "approve": args.approve,
-    }
-    if args.name is not None and (problem := wire.name_problem(args.name)):
-        raise ClientError(f"--name {args.name!r}: {problem}")
-    body |= {k: v for k, v in {"model": args.model, "name": args.name}.items() if v}
-    if args.max_parallel is not None:
-        body["max_parallel_subagents"] = args.max_parallel
-    body |= {"checks": args.checks, "protect": args.protect}
-    optional = {
-        "max_attempts": args.max_attempts,
-        "check_timeout_s": args.check_timeout,
-        "review_rounds": args.review_rounds,
-        "budget_usd": args.budget_usd,
-        "budget_tokens": args.budget_tokens,
-    }
-    body |= {k: v for k, v in optional.items() if v is not None}
-    print(_client().post("/v1/sessions", body)["id"])
-    return 0
-
-
-def _tui(args: argparse.Namespace) -> int:
-    from tui import tui
-
-    home = steer_home()
-
-    def credentials() -> tuple[str, str]:
-        """The daemon's address and token, read again before each reconnect."""
-        info = json.loads((home / DAEMON_FILE).read_text())
-        return str(info["url"]), (home / TOKEN_FILE).read_text().strip()
-
-    try:
-        url, token = credentials()
-    except (OSError, ValueError, KeyError) as exc:
-        raise ClientError(f"{NOT_RUNNING}; looked in {home}", EXIT_UNREACHABLE) from exc
-    archived = False
-    if args.session is not None:  # refused here, before the dashboard takes the screen
-        archived = bool(_client().get(_session_path(args.session)).get("archived"))
-    return tui(
-        url,
-        token,
-        credentials=credentials,
-        session=args.session,
-        author=_author(args),
-        archived=archived,
-    )
-
-
-def _ls(args: argparse.Namespace) -> int:
-    found = _client().get("/v1/sessions", archived=args.all, memory=args.json)
-    sessions = [SessionSummary.model_validate(s) for s in found]
-    if warning := stale_line(sessions):
-        print(f"steer: {warning}", file=sys.stderr)
-    if args.json:
-        for s in sessions:
-            print(safe_json(s.model_dump_json()))
-    elif sessions:
-        print(session_table(sessions))
-    return 0
-
-
-def _show(args: argparse.Namespace) -> int:
-    ref, _, agent = args.session.partition("/")
-    client = _client()
-    session = SessionSummary.model_validate(client.get(_session_path(ref)))
-    sid, agent = session.spec.id, agent or "root"
-    messages = client.get(f"/v1/sessions/{sid}/agents/{quote(agent, safe='')}/messages")
-    summary = next((a for a in session.agents if a.agent == agent), None)
-    if args.json:
-        shown = {
-            "session": session.model_dump(mode="json"),
-            "agent": summary.model_dump(mode="json") if summary else None,
-            "messages": messages,
-        }
-        print(safe_json(json.dumps(shown)))
-        return 0
-    if summary is not None:
-        explained = summary.status in ("needs_human", "budget_reached")
-        reason = _status_reason(client, sid, agent) if explained else None
-        print(agent_header(session, summary, reason=reason) + "\n")
-    print(conversation(messages))
-    return 0
-
-
-def _status_reason(client: DaemonClient, sid: str, agent: str) -> str | None:
-    """Why the agent is in its status: the reason of its last status change."""
-    reason = None
-    for line in client.lines(_session_path(sid, "events")):
-        event = Frame.model_validate_json(line).event
-        if isinstance(event, AgentStatusChanged) and event.agent == agent:
-            reason = event.reason
-    return reason
-
-
-def _check(args: argparse.Namespace) -> int:
-    """Ask for a round of checks, then follow the session's events to its result: the
-    round that comes after this operator's `check` action."""
-    client = _client()
-    session = SessionSummary.model_validate(client.get(_session_path(args.session)))
-    sid = session.spec.id
-    client.post(_session_path(sid, "check"), {"author": _author(args)})
-    asked = False
-    for line in client.lines(_session_path(sid, "events"), since=session.last_seq, follow=True):
-        frame = Frame.model_validate_json(line)
-        match frame.event:
-            case OperatorAction(agent="root", verb="check"):
-                asked = True
-            case ChecksStarted(agent="root") if asked and not args.json:
-                print(frame_line(frame), flush=True)
-            case ChecksFinished(agent="root") as finished if asked:
-                if args.json:
-                    print(safe_json(finished.model_dump_json()))
-                else:
-                    print("\n".join(check_evidence(finished.report, CHECK_TAIL_LINES)))
-                    print(f"verdict: {finished.verdict}" + _why(finished.reason))
-                return 0 if finished.verdict == "passed" else 1
-    raise ClientError("the event stream ended before the checks finished", EXIT_UNREACHABLE)
-
-
-def _why(reason: str | None) -> str:
-    return f" ({reason})" if reason else ""
-
-
-def _logs(args: argparse.Namespace) -> int:
-    params = {"since": args.since, "follow": args.follow}
-    client = _client()
-    simulated = False
-    if not args.json:  # costs are labelled simulated when the session's are
-        session = SessionSummary.model_validate(client.get(_session_path(args.session)))
-        simulated = session.spec.simulated
-    for line in client.lines(_session_path(args.session, "events"), **params):
-        if args.json:
-            print(safe_json(line), flush=True)
-        else:
-            print(frame_line(Frame.model_validate_json(line), simulated=simulated), flush=True)
-    return 0
-
-
-def _cost(args: argparse.Namespace) -> int:
-    client = _client()
-    session = SessionSummary.model_validate(client.get(_session_path(args.session)))
-    lines = client.lines(_session_path(session.spec.id, "events"))
-    report = cost_report(session, (Frame.model_validate_json(line) for line in lines))
-    print(safe_json(report.model_dump_json()) if args.json else cost_table(report))
-    return 0
-
-
-def _pause(args: argparse.Namespace) -> int:
-    return _verb(args, "pause", now=args.now)
-
-
-def _resume(args: argparse.Namespace) -> int:
-    return _verb(args, "resume")
-
-
-def _veto(args: argparse.Namespace) -> int:
-    return _verb(args, "veto", reason=args.reason)
-
-
-def _approve(args: argparse.Namespace) -> int:
-    if args.call is not None:
-        return _verb(args, f"approvals/{quote(args.call, safe='')}/approve")
-    ref, agent = args.target
-    if agent is not None:
-        raise ClientError(
-            "steer approve SESSION accepts a whole session's work: leave out /AGENT "
-            "(or name the tool call: steer approve SESSION CALL)"
-        )
-    body = {"author": _author(args)}
-    session = SessionSummary.model_validate(_client().post(_session_path(ref, "approve"), body))
-    for summary in session.agents:
-        if summary.parent is None:
-            print(f"{address(summary)}  {summary.status}")
-    return 0
-
-
-def _budget(args: argparse.Namespace) -> int:
-    if args.usd is None and args.tokens is None:
-        raise ClientError("give a budget to set: --usd USD, --tokens N or both")
-    body = {"usd": args.usd, "tokens": args.tokens, "author": _author(args)}
-    path = _session_path(args.session, "budget")
-    session = SessionSummary.model_validate(_client().post(path, body))
-    print(f"{session.spec.id}  budget: {spent_of_budget(session)}")
-    held = [a for a in session.agents if a.status == "budget_reached"]
-    if held:
-        print("still held by the budget: " + ", ".join(address(a) for a in held))
-    return 0
-
-
-def _deny(args: argparse.Namespace) -> int:
-    return _verb(args, f"approvals/{quote(args.call, safe='')}/deny", reason=args.reason)
-
-
-def _done(args: argparse.Namespace) -> int:
-    body = {"author": _author(args)}
-    session = SessionSummary.model_validate(
-        _client().post(_session_path(args.session, "done"), body)
-    )
-    for summary in session.agents:
-        print(f"{address(summary)}  {summary.status}")
-    return 0
-
-
-def _archive(args: argparse.Namespace) -> int:
-    body = {
-        "force": args.force,
-        "undo": args.undo,
-        "compact": args.compact,
-        "author": _author(args),
-    }
-    path = _session_path(args.session, "archive")
-    session = SessionSummary.model_validate(_client().post(path, body))
-    state = "archived" if session.archived else "back from the archive"
-    print(f"{session.spec.id}  {state}{', events compacted' if args.compact else ''}")
-    return 0
-
-
-def _rm(args: argparse.Namespace) -> int:
-    body = {"force": args.force, "author": _author(args)}
-    removed = _client().post(_session_path(args.session, "remove"), body)
-    print(f"{removed['id']}  removed ({removed['keys']} keys)")
-    return 0
-
-
-def _export(args: argparse.Namespace) -> int:
-    for line in _client().lines(_session_path(args.session, "export")):
-        sys.stdout.write(line + "\n")
-    return 0
-
-
-def _import(args: argparse.Namespace) -> int:
-    try:
-        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
-    except OSError as exc:
-        raise ClientError(f"cannot read {args.file}: {exc.strerror or exc}") from exc
-    answer = _client().post_content("/v1/sessions/import", data, "application/x-ndjson")
-    print(SessionSummary.model_validate(answer).spec.id)
-    return 0
-
-
-def _redirect(args: argparse.Namespace) -> int:
-    ref, agent = args.target
-    text = sys.stdin.read().rstrip("\n") if args.text == "-" else args.text
-    body = {"text": text, "agent": agent, "author": _author(args)}
-    print(_client().post(_session_path(ref, "redirect"), body)["nudge_id"])
-    return 0
-
-
-def _verb(args: argparse.Namespace, verb: str, **fields: Any) -> int:
-    """POST a control verb; print the status of each agent it concerns afterwards, as
-    the daemon answers it."""
-    ref, agent = args.target
-    body = {"agent": agent, "author": _author(args)} | {
-        k: v for k, v in fields.items() if v is not None
-    }
-    session = SessionSummary.model_validate(_client().post(_session_path(ref, verb), body))
-    for summary in session.agents:
-        if agent is None or summary.agent == agent:
-            print(f"{address(summary)}  {_after(verb, summary.status)}")
-    return 0
-
-
-def _after(verb: str, status: str) -> str:
-    """An agent's status after `verb`: a pause the daemon accepted and the agent has not
-    reached yet (at its next boundary, or once its model call is cancelled) is
-    `pausing`, not the `running` its status still says."""
-    if verb == "pause" and status not in ("paused", *SETTLED):
-        return "pausing"
-    return status
-
-
-def _author(args: argparse.Namespace) -> str:
-    return str(args.author or os.environ.get("USER") or "operator")
-
-
-def _session_path(ref: str, *rest: str) -> str:
-    return "/".join(("/v1/sessions", quote(ref, safe=""), *rest))
 
 
 if __name__ == "__main__":

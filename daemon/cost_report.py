@@ -13,21 +13,11 @@ from collections.abc import Iterable, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
+from daemon.money import usd_text
 from protocol.envelope import Frame
 from protocol.events import ModelCancelled, NudgeDelivered, NudgeReceived
 from protocol.sessions import AgentSummary, SessionSummary, Usage
 from protocol.text import columns
-
-
-def usd_text(usd: float | None, *, simulated: bool = False, compact: bool = False) -> str:
-    """A cost as shown: `$0.0311`, `$0.0311 (simulated)` (`sim $0.0311` in a table
-    cell), or `price unknown` when the model has no price (never a guess)."""
-    if usd is None:
-        return "price unknown"
-    amount = f"${usd:.4f}"
-    if not simulated:
-        return amount
-    return f"sim {amount}" if compact else f"{amount} (simulated)"
 
 
 class AgentCost(BaseModel):

@@ -1,62 +1,32 @@
-"""Human-readable text for the CLI: session tables, event lines, conversations.
+"""Human-readable text for the CLI: session tables, agent headers, conversations.
 
-Pure functions over protocol models and message dicts; no I/O. Everything a model, a
-tool, a file or a client wrote is passed through `protocol.text` on its way out: a
-single-line field (a table cell, an event line) shows every control character as an
-escape; a message's text keeps its newlines, and the lines after its first are
-indented, so no text can pass for another message or event.
+Pure functions over what the daemon serves, as parsed JSON (`protocol.sessions`'
+summaries as dicts, message dicts); no I/O, and no pydantic: `steer ls` renders a
+thousand sessions without building a model (`daemon.render_events` has the event
+lines, over `protocol.events` models). Everything a model, a tool, a file or a client
+wrote is passed through `protocol.text` on its way out: a single-line field (a table
+cell, an event line) shows every control character as an escape; a message's text
+keeps its newlines, and the lines after its first are indented, so no text can pass
+for another message or event.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections import Counter
-from collections.abc import Sequence
-from typing import assert_never
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from pydantic import JsonValue
-
-from daemon.budget import dollars
-from daemon.cost_report import usd_text
-from protocol.checks import CheckReport
-from protocol.envelope import Frame
-from protocol.events import (
-    AgentFailed,
-    AgentStarted,
-    AgentStatusChanged,
-    ApprovalDecided,
-    ApprovalRequested,
-    BudgetSet,
-    ChecksFinished,
-    ChecksStarted,
-    ModelCancelled,
-    ModelReplied,
-    ModelRequestSent,
-    NudgeApplied,
-    NudgeDelivered,
-    NudgeReceived,
-    NudgeRejected,
-    OperatorAction,
-    ProtectedRefused,
-    ProtectedRestored,
-    ReviewFinished,
-    ReviewStarted,
-    RuleViolated,
-    SessionCreated,
-    ToolCalled,
-    ToolFinished,
-)
-from protocol.sessions import (
-    ATTENTION_ORDER,
-    NEEDS_OPERATOR,
-    AgentSummary,
-    Budget,
-    SessionSummary,
-)
+from daemon.cli_vocabulary import ATTENTION_ORDER, NEEDS_OPERATOR
+from daemon.money import dollars, usd_text
 from protocol.text import columns, visible, visible_lines
 
-PREVIEW = 100
+#: A JSON object as the daemon serves it: a `SessionSummary`, an `AgentSummary`, a
+#: `Usage`, a `Budget`, a `CheckReport`, a message.
+Json = Mapping[str, Any]
+
+PREVIEW_CHARS = 100
+_ATTENTION_RANK = {status: rank for rank, status in enumerate(ATTENTION_ORDER)}
 #: How many of a failing check's last output lines `steer show` prints.
 SHOW_TAIL_LINES = 12
 
@@ -65,30 +35,30 @@ def percent(share: float | None) -> str:
     return "-" if share is None else f"{share * 100:.1f}%"
 
 
-def session_table(sessions: Sequence[SessionSummary]) -> str:
+def session_table(sessions: Sequence[Json]) -> str:
     """One row per session, what needs the operator first and marked `!`; then every
     tool call that waits for approval, and where to read why a session needs a human."""
     header = ("ID", "NAME", "STATE", "AGENTS", "MODEL", "REQS", "TOKENS", "COST", "CACHE", "BUDGET")
     rows = [header]
-    for s in sorted(sessions, key=lambda s: ATTENTION_ORDER.index(s.status)):
-        root = next((a for a in s.agents if a.agent == "root"), None)
-        usage = s.usage
+    for s in sorted(sessions, key=lambda s: _ATTENTION_RANK[s["status"]]):
+        spec, agents = s["spec"], s["agents"]
+        root = next((a for a in agents if a["agent"] == "root"), None)
         rows.append(
             (
-                s.spec.id,
-                s.spec.name,
-                marked(s.status),
-                agent_counts(s.agents),
-                s.spec.model,
-                str(s.requests),
-                f"{usage.prompt_tokens + usage.output_tokens:,}",
-                usd_text(s.cost_usd, simulated=s.spec.simulated, compact=True),
-                percent(root.last_cached_share if root else None),
+                spec["id"],
+                spec["name"],
+                marked(s["status"]),
+                agent_counts(agents),
+                spec["model"],
+                str(sum(a["requests"] for a in agents)),
+                f"{session_tokens(s):,}",
+                usd_text(session_cost(s), simulated=spec["simulated"], compact=True),
+                percent(root["last_cached_share"] if root else None),
                 spent_of_budget(s) or "-",
             )
         )
-    parts = [columns(rows), approvals([a for s in sessions for a in s.agents])]
-    stuck = [s.spec.id for s in sessions if s.status == "needs_human"]
+    parts = [columns(rows), approvals([a for s in sessions for a in s["agents"]])]
+    stuck = [s["spec"]["id"] for s in sessions if s["status"] == "needs_human"]
     if stuck:
         parts.append(
             "needs a human (steer show SESSION says why, with the evidence): " + ", ".join(stuck)
@@ -96,30 +66,56 @@ def session_table(sessions: Sequence[SessionSummary]) -> str:
     return "\n\n".join(part for part in parts if part)
 
 
+def session_cost(session: Json) -> float | None:
+    """`SessionSummary.cost_usd`: USD over every agent; None when any agent's model has
+    no price."""
+    costs = [a["cost_usd"] for a in session["agents"]]
+    return None if None in costs else sum(c for c in costs if c is not None)
+
+
+def session_tokens(session: Json) -> int:
+    """`SessionSummary.tokens`: every token of every request of the session."""
+    return sum(usage_tokens(a["usage"]) for a in session["agents"])
+
+
+def usage_tokens(usage: Json) -> int:
+    """Every token a `Usage` counts: input, cache writes, cache reads and output."""
+    return int(
+        usage["input_tokens"]
+        + usage["cache_creation_input_tokens"]
+        + usage["cache_read_input_tokens"]
+        + usage["output_tokens"]
+    )
+
+
 def budget_text(
-    budget: Budget, *, usd: float | None = None, tokens: int | None = None, spent: bool = False
+    budget: Json, *, usd: float | None = None, tokens: int | None = None, spent: bool = False
 ) -> str:
     """A budget's limits (`$0.50, 10,000 tokens`), or with `spent` what was spent of each
     (`$0.12 of $0.50, 3,400 of 10,000 tokens`; `?` for a cost with no price)."""
     parts = []
-    if budget.usd is not None:
-        limit = dollars(budget.usd)
+    if budget["usd"] is not None:
+        limit = dollars(budget["usd"])
         if spent:
             parts.append(f"{'?' if usd is None else dollars(usd)} of {limit}")
         else:
             parts.append(limit)
-    if budget.tokens is not None:
+    if budget["tokens"] is not None:
         parts.append(
-            f"{tokens or 0:,} of {budget.tokens:,} tokens" if spent else f"{budget.tokens:,} tokens"
+            f"{tokens or 0:,} of {budget['tokens']:,} tokens"
+            if spent
+            else f"{budget['tokens']:,} tokens"
         )
     return ", ".join(parts)
 
 
-def spent_of_budget(session: SessionSummary) -> str | None:
+def spent_of_budget(session: Json) -> str | None:
     """What the session has spent of its budget, if it has one."""
-    if session.budget is None:
+    if session["budget"] is None:
         return None
-    return budget_text(session.budget, usd=session.cost_usd, tokens=session.tokens, spent=True)
+    return budget_text(
+        session["budget"], usd=session_cost(session), tokens=session_tokens(session), spent=True
+    )
 
 
 def marked(status: str) -> str:
@@ -130,31 +126,34 @@ def marked(status: str) -> str:
     return f"? {status}" if status == "awaiting_approval" else status
 
 
-def stale_line(sessions: Sequence[SessionSummary]) -> str | None:
+def stale_line(sessions: Sequence[Json]) -> str | None:
     """The warning for summaries served while the daemon cannot reach Redis, if they were."""
-    since = min((s.stale_since for s in sessions if s.stale_since is not None), default=None)
+    since = min((s["stale_since"] for s in sessions if s["stale_since"] is not None), default=None)
     if since is None:
         return None
     clock = time.strftime("%H:%M:%S", time.localtime(since))
     return f"Redis is down since {clock}: figures are stale"
 
 
-def agent_counts(agents: Sequence[AgentSummary]) -> str:
+def agent_counts(agents: Sequence[Json]) -> str:
     """How many agents are in each status, e.g. `1 waiting, 2 running`."""
-    counts = Counter(a.status for a in agents)
-    return ", ".join(f"{counts[status]} {status}" for status in ATTENTION_ORDER if counts[status])
+    counts: dict[str, int] = {}
+    for agent in agents:  # a loop, not a Counter: `steer ls` calls this once a session
+        counts[agent["status"]] = counts.get(agent["status"], 0) + 1
+    ranked = sorted(counts, key=_ATTENTION_RANK.__getitem__)
+    return ", ".join(f"{counts[status]} {status}" for status in ranked)
 
 
-def address(agent: AgentSummary) -> str:
-    return f"{agent.session}/{agent.agent}"
+def address(agent: Json) -> str:
+    return f"{agent['session']}/{agent['agent']}"
 
 
-def approvals(agents: Sequence[AgentSummary]) -> str:
+def approvals(agents: Sequence[Json]) -> str:
     """The tool calls waiting for `steer approve|deny SESSION/AGENT CALL`, one per line."""
     rows = [
-        (address(a), p.call_id, p.name, _cut(json.dumps(p.input, ensure_ascii=False)))
+        (address(a), p["call_id"], p["name"], preview(json.dumps(p["input"], ensure_ascii=False)))
         for a in agents
-        for p in a.approvals
+        for p in a["approvals"]
     ]
     if not rows:
         return ""
@@ -163,203 +162,102 @@ def approvals(agents: Sequence[AgentSummary]) -> str:
     )
 
 
-def guard_lines(session: SessionSummary) -> list[str]:
+def guard_lines(session: Json) -> list[str]:
     """The session's protected files, and its rules with their violation counts."""
     lines = []
-    if session.spec.protect:
-        lines.append("protected: " + _cut(" ".join(session.spec.protect)))
-    if session.rules:
+    protect = session["spec"]["protect"]
+    if protect:
+        lines.append("protected: " + preview(" ".join(protect)))
+    if session["rules"]:
         lines.append("rules:")
-    for rule in session.rules:
-        check = f"regex {rule.regex}" if rule.regex is not None else f"cmd {rule.cmd}"
-        veto = ", veto" if rule.veto else ""
-        times = f"{rule.violations} violation{'' if rule.violations == 1 else 's'}"
-        lines.append(f"  {rule.nudge_id} ({check}{veto}): {_cut(rule.text)}: {times}")
+    for rule in session["rules"]:
+        check = f"regex {rule['regex']}" if rule["regex"] is not None else f"cmd {rule['cmd']}"
+        veto = ", veto" if rule["veto"] else ""
+        count = rule["violations"]
+        times = f"{count} violation{'' if count == 1 else 's'}"
+        lines.append(f"  {rule['nudge_id']} ({check}{veto}): {preview(rule['text'])}: {times}")
     return lines
 
 
-def agent_header(session: SessionSummary, agent: AgentSummary, *, reason: str | None = None) -> str:
+def agent_header(session: Json, agent: Json, *, reason: str | None = None) -> str:
     """What `steer show` prints above a conversation: the agent's state (and `reason`,
     why it needs a human), its error, its checks and their last evidence, its subagents
     and its pending approvals."""
+    spec, status, name = session["spec"], agent["status"], agent["agent"]
     lines = [
-        f"{address(agent)}  {agent.status}  model={agent.model}  requests={agent.requests}  "
-        f"cost={usd_text(agent.cost_usd, simulated=session.spec.simulated)}  "
-        f"cache={percent(agent.last_cached_share)}"
-        + (f"  name={agent.name}" if agent.name else "")
-        + (f"  parent={agent.parent}" if agent.parent else "")
+        f"{address(agent)}  {status}  model={agent['model']}  requests={agent['requests']}  "
+        f"cost={usd_text(agent['cost_usd'], simulated=spec['simulated'])}  "
+        f"cache={percent(agent['last_cached_share'])}"
+        + (f"  name={agent['name']}" if agent["name"] else "")
+        + (f"  parent={agent['parent']}" if agent["parent"] else "")
     ]
-    if agent.status == "needs_human":
+    if status == "needs_human":
         lines.append(f"needs a human: {reason or 'see steer logs'}")
-    if agent.status == "budget_reached":
+    if status == "budget_reached":
         lines.append(
-            f"{reason or 'budget reached'}: steer budget {agent.session} --usd N|--tokens N "
+            f"{reason or 'budget reached'}: steer budget {agent['session']} --usd N|--tokens N "
             "raises it and the session goes on"
         )
-    if agent.parent is None and (spent := spent_of_budget(session)):
+    if agent["parent"] is None and (spent := spent_of_budget(session)):
         lines.append(f"budget: {spent}")
-    if agent.error:
-        lines.append(f"error: {agent.error}")
-    children = [a for a in session.agents if a.parent == agent.agent]
+    if agent["error"]:
+        lines.append(f"error: {agent['error']}")
+    children = [a for a in session["agents"] if a["parent"] == name]
     if children:
+        lines.append("subagents: " + ", ".join(_child(c) for c in children))
+    checks = spec["checks"]
+    if name == "root" and checks:
+        count = f"{len(checks)} check{'s' if len(checks) > 1 else ''}"
         lines.append(
-            "subagents: "
-            + ", ".join(f"{c.agent}{f' ({c.name})' if c.name else ''} {c.status}" for c in children)
+            f"checks: {count}, at most {spec['max_attempts']} attempts, "
+            f"{spec['check_timeout_s']} s each"
         )
-    spec = session.spec
-    if agent.agent == "root" and spec.checks:
-        count = f"{len(spec.checks)} check{'s' if len(spec.checks) > 1 else ''}"
-        lines.append(
-            f"checks: {count}, at most {spec.max_attempts} attempts, {spec.check_timeout_s} s each"
-        )
-        if agent.checks is None:
-            lines.extend([*(f"  $ {command}" for command in spec.checks), "  not run yet"])
+        if agent["checks"] is None:
+            lines.extend([*(f"  $ {command}" for command in checks), "  not run yet"])
     lines.extend(guard_lines(session))
     lines = [visible(line) for line in lines]
-    if agent.checks is not None:
-        done = agent.status == "done" and agent.checks.passed
-        lines.extend(check_evidence(agent.checks, SHOW_TAIL_LINES, title="done" if done else ""))
+    report = agent["checks"]
+    if report is not None:
+        done = status == "done" and report["passed"]
+        lines.extend(check_evidence(report, SHOW_TAIL_LINES, title="done" if done else ""))
     pending = approvals([agent])
     if pending:
         lines.append(pending)
     return "\n".join(lines)
 
 
-def check_evidence(report: CheckReport, tail_lines: int, *, title: str = "") -> list[str]:
-    """A round of checks as lines: the verdict, the workspace it ran on, then each
-    command with its exit code, duration and output digest, and a failure's last
-    `tail_lines` lines of output."""
-    verdict = "checks passed" if report.passed else "checks failed"
-    clock = time.strftime("%H:%M:%S", time.localtime(report.finished_at))
-    lines = [f"{title + ': ' if title else ''}{verdict} (attempt {report.attempt}, {clock})"]
-    first, *more = visible_lines(report.workspace).split("\n")
+def _child(agent: Json) -> str:
+    label = f" ({agent['name']})" if agent["name"] else ""
+    return f"{agent['agent']}{label} {agent['status']}"
+
+
+def check_evidence(report: Json, tail_lines: int, *, title: str = "") -> list[str]:
+    """A round of checks (a `CheckReport`) as lines: the verdict, the workspace it ran
+    on, then each command with its exit code, duration and output digest, and a
+    failure's last `tail_lines` lines of output."""
+    verdict = "checks passed" if report["passed"] else "checks failed"
+    clock = time.strftime("%H:%M:%S", time.localtime(report["finished_at"]))
+    lines = [f"{title + ': ' if title else ''}{verdict} (attempt {report['attempt']}, {clock})"]
+    first, *more = visible_lines(report["workspace"]).split("\n")
     lines.append(f"  workspace: {first}")
     lines.extend(f"    {line}" for line in more)
-    for run in report.runs:
-        mark = "✓" if run.passed else "✗"
-        code = "timed out" if run.exit_code is None else f"exit {run.exit_code}"
+    for run in report["runs"]:
+        passed, exit_code = run["passed"], run["exit_code"]
+        mark = "✓" if passed else "✗"
+        code = "timed out" if exit_code is None else f"exit {exit_code}"
         lines.append(
             visible(
-                f"  {mark} {code}  {run.duration_s:.2f}s  $ {run.command}  "
-                f"(output sha256 {run.digest[:12]})"
+                f"  {mark} {code}  {run['duration_s']:.2f}s  $ {run['command']}  "
+                f"(output sha256 {run['digest'][:12]})"
             )
         )
-        if not run.passed and tail_lines > 0:
-            tail = visible_lines(run.output_tail.rstrip("\n")).split("\n")[-tail_lines:]
+        if not passed and tail_lines > 0:
+            tail = visible_lines(run["output_tail"].rstrip("\n")).split("\n")[-tail_lines:]
             lines.extend(f"    | {line}" for line in tail if tail != [""])
     return lines
 
 
-def frame_line(frame: Frame, *, simulated: bool = False) -> str:
-    """One event as a line; `simulated`: its session's costs are labelled so."""
-    clock = time.strftime("%H:%M:%S", time.localtime(frame.ts))
-    event = frame.event
-    who = event.agent or "-"
-    details = _details(frame, simulated) + _cost_details(frame, simulated)
-    return visible(f"{clock} #{frame.seq:<4} {who:<8} {event.type:<18} {details}".rstrip())
-
-
-def _cost_details(frame: Frame, simulated: bool) -> str:
-    """What a request cost, after its event's details (events stored before requests
-    were costed one by one show none)."""
-
-    def usd(amount: float | None) -> str:
-        return usd_text(amount, simulated=simulated, compact=True)
-
-    match frame.event:
-        case ModelCancelled(usage=u, request_cost_usd=cost) if u is not None:
-            return f" ({u.prompt_tokens:,} in, ~{u.output_tokens:,} out streamed) [{usd(cost)}]"
-        case NudgeDelivered(tokens_added=tokens, request_cost_usd=cost) if tokens is not None:
-            cold, saving = frame.event.cost_if_cache_lost_usd, frame.event.cache_saving_usd
-            return (
-                f"; added {tokens:,} tokens; request {usd(cost)}, {usd(cold)} had the cache "
-                f"been lost (saved {usd(saving)})"
-            )
-    return ""
-
-
-def _details(frame: Frame, simulated: bool = False) -> str:
-    match frame.event:
-        case SessionCreated(spec=spec):
-            return f"{spec.name} model={spec.model} workdir={spec.workdir} task={_cut(spec.task)}"
-        case AgentStarted(task=task, model=model, parent=parent, name=name):
-            label = f"{name} " if name else ""
-            spawned = f"subagent {label}of {parent} " if parent else ""
-            return f"{spawned}model={model} task={_cut(task)}"
-        case AgentStatusChanged(status=status, reason=reason):
-            return status + (f" ({reason})" if reason else "")
-        case ModelRequestSent(request_no=n, messages=m, nudges=nudges):
-            return f"request {n}, {m} messages" + (
-                f", nudges {', '.join(nudges)}" if nudges else ""
-            )
-        case ModelReplied(request_no=n, stop_reason=stop, usage=u, cache=c, text=text):
-            cost = frame.event.request_cost_usd
-            # Events stored before requests were costed one by one have no cost of their own.
-            priced = cost is not None or frame.event.cost_usd is None
-            return (
-                f"request {n} {stop}: {u.prompt_tokens:,} in ({percent(c.prior_cached_share)} "
-                f"of prior prompt cached), {u.output_tokens:,} out"
-                + (f" [{usd_text(cost, simulated=simulated)}]" if priced else "")
-                + f"  {_cut(text)}"
-            )
-        case ModelCancelled(request_no=n, reason=reason):
-            return f"request {n} cancelled: {reason}"
-        case ToolCalled(name=name, input=tool_input):
-            return f"{name} {_cut(json.dumps(tool_input))}"
-        case ApprovalRequested(call_id=call_id, name=name, input=tool_input):
-            return f"{call_id} {name} {_cut(json.dumps(tool_input))}"
-        case ApprovalDecided(call_id=call_id, approved=approved, reason=reason, author=author):
-            verdict = "approved" if approved else "denied"
-            return f"{call_id} {verdict} by {author}" + (f": {reason}" if reason else "")
-        case OperatorAction(verb=verb, author=author, reason=reason):
-            return f"{verb} by {author}" + (f": {reason}" if reason else "")
-        case ToolFinished(name=name, is_error=is_error, output=output):
-            return f"{name} {'ERROR ' if is_error else ''}{_cut(output)}"
-        case NudgeReceived(nudge=n):
-            return f"{n.nudge_id} {n.mode} from {n.author}: {_cut(n.text)}"
-        case NudgeApplied(nudge_id=nid, path=path, request_no=n):
-            return f"{nid} into request {n} via {path}"
-        case NudgeDelivered(nudge_id=nid, request_no=n, cache=c):
-            return f"{nid} in request {n}; {percent(c.prior_cached_share)} of prior prompt cached"
-        case NudgeRejected(nudge_id=nid, reason=reason):
-            return f"{nid}: {reason}"
-        case AgentFailed(message=message):
-            return message
-        case ChecksStarted(attempt=attempt, commands=commands):
-            return f"attempt {attempt}: " + _cut(" · ".join(commands))
-        case ChecksFinished(report=report, verdict=verdict, reason=reason):
-            failed = [r for r in report.runs if not r.passed]
-            outcome = (
-                f"all {len(report.runs)} passed"
-                if not failed
-                else ", ".join(f"{_cut(r.command)} {_exit(r.exit_code)}" for r in failed)
-            )
-            why = f" ({reason})" if reason else ""
-            return f"attempt {report.attempt} {verdict}{why}: {outcome}"
-        case ProtectedRefused(path=path):
-            return f"refused a write to protected {path}"
-        case ProtectedRestored(path=path, change=change, restored=restored, reason=reason):
-            undone = "restored" if restored else f"NOT restored ({reason})"
-            return f"protected {path} {change}: {undone}"
-        case RuleViolated(nudge_id=nid, path=path, lines=lines, vetoed=vetoed):
-            what = "refused" if vetoed else "violated"
-            return f"{nid} {what} in {path}: " + _cut(" · ".join(lines))
-        case ReviewStarted(round=round_no, rounds=rounds):
-            return f"round {round_no} of {rounds}"
-        case ReviewFinished(round=round_no, reviewer=reviewer, verdict=verdict, reason=reason):
-            why = f" ({reason})" if reason else ""
-            return f"round {round_no} by {reviewer}: {verdict}{why}: {_cut(frame.event.findings)}"
-        case BudgetSet(budget=budget, author=author):
-            return f"set to {budget_text(budget)} by {author}"
-        case _:
-            assert_never(frame.event)
-
-
-def _exit(code: int | None) -> str:
-    return "timed out" if code is None else f"exited {code}"
-
-
-def conversation(messages: Sequence[dict[str, JsonValue]]) -> str:
+def conversation(messages: Sequence[Json]) -> str:
     out = []
     for i, message in enumerate(messages):
         role = str(message.get("role"))
@@ -373,7 +271,7 @@ def conversation(messages: Sequence[dict[str, JsonValue]]) -> str:
     return "\n".join(out)
 
 
-def _block_texts(content: JsonValue) -> list[str]:
+def _block_texts(content: object) -> list[str]:
     if isinstance(content, str):
         return [content]
     texts = []
@@ -385,14 +283,14 @@ def _block_texts(content: JsonValue) -> list[str]:
             texts.append(str(block.get("text")))
         elif kind == "tool_use":
             name = visible(str(block.get("name")))
-            texts.append(f"→ {name} {_cut(json.dumps(block.get('input')))}")
+            texts.append(f"→ {name} {preview(json.dumps(block.get('input')))}")
         elif kind == "tool_result":
             flag = "ERROR " if block.get("is_error") else ""
-            texts.append(f"← {flag}{_cut(str(block.get('content')))}")
+            texts.append(f"← {flag}{preview(str(block.get('content')))}")
     return texts
 
 
-def _cut(text: str) -> str:
+def preview(text: str) -> str:
     """A one-line preview: whitespace runs become one space, other controls escapes."""
     flat = " ".join(visible_lines(text).split())
-    return flat if len(flat) <= PREVIEW else flat[: PREVIEW - 1] + "…"
+    return flat if len(flat) <= PREVIEW_CHARS else flat[: PREVIEW_CHARS - 1] + "…"

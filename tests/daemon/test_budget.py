@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from pydantic import JsonValue
 
-from daemon.budget import dollars
 from daemon.catalog import DEFAULT_MODEL
 from daemon.errors import CommandError
 from daemon.model_client import AnthropicModelClient
+from daemon.money import dollars
 from daemon.store import Store
 from daemon.supervisor import Supervisor
 from protocol.events import BudgetSet, ModelRequestSent
