@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         keys = Keys(key_prefix())
         with _Redis(url) as redis:
-            sid = resolve_session(session_query, _hash(redis.call("HGETALL", keys.sessions)))
+            sid = _resolve(redis, keys, session_query)
             _check_agent(redis, keys, sid, agent if not args.standing else "")
             # With --wait, read positions are taken before the XADD, so that no report
             # about the nudge can be missed.
@@ -298,6 +298,27 @@ def _timeout(arg: str | None, wait: bool) -> float:
     if not 0 < seconds < 1e9:
         raise Fail(f"--timeout must be a positive number of seconds, not {arg!r}")
     return seconds
+
+
+def _resolve(redis: _Redis, keys: Keys, query: str) -> str:
+    """The session id that QUERY names, as `resolve_session` finds it, but an exact id
+    or name by a lookup or two (as the daemon's `Store.named`), not a read of the whole
+    index, whose parsing grows with the sessions (several ms for 1,000). The index is
+    read for a prefix, or when this Redis user may not look up names (an ACL without
+    HEXISTS or HGET)."""
+    if not query:
+        raise Fail("no session given")
+    try:
+        if redis.call("HEXISTS", keys.sessions, query) == 1:
+            return query
+        holder = redis.call("HGET", keys.names, query)
+        # A name is reserved before its session is listed (and kept if that failed).
+        if isinstance(holder, str) and redis.call("HEXISTS", keys.sessions, holder) == 1:
+            return holder
+    except Fail as exc:
+        if not isinstance(exc.__context__, resp.RespError):  # NOPERM: read the index
+            raise
+    return resolve_session(query, _hash(redis.call("HGETALL", keys.sessions)))
 
 
 def resolve_session(query: str, sessions: dict[str, str]) -> str:

@@ -640,3 +640,39 @@ def _close(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked on it
     sock.close()
+
+
+async def test_an_exact_name_is_looked_up_and_a_stale_one_ignored(
+    env: dict[str, str], sessions: dict[str, str], redis_client: Redis, keys: Keys
+) -> None:
+    """The names hash the daemon keeps (name -> id) answers an exact name, if the id it
+    holds is listed; a name reserved for a session never listed is not one."""
+    await redis_client.hset(keys.names, mapping={"port": "s-3f9b", "ghost": "s-0000"})
+    assert (await nudge(env, "port", "hello")).code == 0
+    [(_, fields)] = await stream_nudges(redis_client, keys)
+    assert fields["session"] == "s-3f9b"
+    refused = await nudge(env, "ghost", "hello")
+    assert one_line_error(refused, 1) == "unknown session 'ghost'"
+
+
+async def test_a_sender_that_may_only_read_the_index_still_resolves(
+    env: dict[str, str], sessions: dict[str, str], redis_client: Redis, keys: Keys
+) -> None:
+    """An ACL user without HEXISTS or HGET (design.md's nudger before they were added)
+    reads the whole index instead."""
+    user, password = f"nudger-{keys.prefix}", "pw"
+    p = keys.prefix
+    await redis_client.execute_command(
+        "ACL", "SETUSER", user, "on", f">{password}", "resetkeys", "resetchannels",
+        "-@all", "+hgetall", "+xadd", "+publish", f"~{p}:sessions", f"~{p}:{{*}}:nudges",
+        f"&{p}:doorbell",
+    )  # fmt: skip
+    try:
+        address = env["STEER_REDIS_URL"].rpartition("@")[2].removeprefix("redis://")
+        limited = env | {"STEER_REDIS_URL": f"redis://{user}:{password}@{address}"}
+        for query in ("fix-tests", "s-3f9", "s-3f2a"):
+            assert (await nudge(limited, query, "hello")).code == 0, query
+        sent = [fields["session"] for _, fields in await stream_nudges(redis_client, keys)]
+        assert sent == ["s-3f2a", "s-3f9b", "s-3f2a"]
+    finally:
+        await redis_client.execute_command("ACL", "DELUSER", user)
