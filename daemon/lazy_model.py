@@ -5,6 +5,11 @@ starts that import in a worker thread (`load_sdk`) once its API is ready to serv
 serves and takes nudges meanwhile; only a model call made before the import has
 finished waits for it (one made before `load_sdk` starts it). Nothing imports the SDK at
 module level before then (`daemon.model_client` imports it where it calls it).
+
+The client streams over the SDK's aiohttp transport (`DefaultAioHttpClient`, the
+`anthropic[aiohttp]` extra; the SDK imports aiohttp with itself): it parses HTTP in C,
+where the default httpx2 stack (h11, httpcore, anyio, in Python) spent 1.6–1.9 times
+the CPU per streamed event (`scripts/bench_stream --transport`).
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ class LazyModelClient:
             assert self._sdk is not None
             sdk = await self._sdk
             if self._client is None:  # another call may have built it meanwhile
-                client: anthropic.AsyncAnthropic = sdk.AsyncAnthropic(**self._options)
+                client: anthropic.AsyncAnthropic = sdk.AsyncAnthropic(
+                    **self._options, http_client=sdk.DefaultAioHttpClient()
+                )
                 self._client = AnthropicModelClient(client)
         return self._client

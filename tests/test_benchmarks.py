@@ -56,3 +56,14 @@ def test_bench_scale_prints_starts_memory_cli_and_restart() -> None:
         assert command in out
     assert "restart after kill -9 with 5 sessions" in out
     assert "the nudge sent while down applied" in out
+
+
+def test_bench_stream_prints_its_figures_on_each_transport() -> None:
+    for transport in ("httpx", "aiohttp"):
+        out = run(
+            "bench_stream", "--calls", "2", "--seconds", "3", "--warmup", "1",
+            "--token-rate", "400", "--transport", transport,
+        )  # fmt: skip
+        assert f"transport: {transport}  calls: 2" in out
+        for figure in ("SSE events:", "events/s:", "CPU per 1,000 SSE events:", "errors: 0"):
+            assert figure in out, figure

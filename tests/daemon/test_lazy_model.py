@@ -23,14 +23,15 @@ def request(text: str) -> dict[str, JsonValue]:
     }
 
 
-def test_importing_the_daemon_loads_neither_the_sdk_nor_the_simulator() -> None:
+def test_importing_the_daemon_loads_neither_the_sdk_its_http_stacks_nor_the_simulator() -> None:
     loaded = subprocess.run(
         [
             sys.executable,
             "-c",
             "import sys, daemon.service\n"
             "print(*sorted(m for m in sys.modules"
-            " if m.split('.')[0] in ('anthropic', 'httpx2') or m.startswith('daemon.simulator.')))",
+            " if m.split('.')[0] in ('anthropic', 'httpx2', 'aiohttp')"
+            " or m.startswith('daemon.simulator.')))",
         ],
         capture_output=True,
         text=True,

@@ -7,7 +7,9 @@ Each request goes to the simulator twice, once through the reference and once th
 (or with the cache clock moved past the TTL between them, so both write it). Blocks
 the simulator never streams (thinking, redacted thinking, server tools, citations,
 mid-stream errors, cut tool input) come from a small HTTP server answering with
-canned SSE bodies, read by the same two paths.
+canned SSE bodies, read by the same two paths. Every test runs on the SDK's default
+httpx2 transport and on its aiohttp one (`DefaultAioHttpClient`, which the daemon uses):
+a dropped connection, a broken stream and a cancelled call must end the same on both.
 """
 
 from __future__ import annotations
@@ -33,6 +35,28 @@ from tests.fixtures.simulator import SimulatorHandle
 
 MODEL = "claude-opus-5-5"
 Request = dict[str, JsonValue]
+
+
+@pytest.fixture(params=["httpx", "aiohttp"])
+def http_client(request: pytest.FixtureRequest) -> httpx2.AsyncClient:
+    """The SDK's HTTP client for each transport (closed with the SDK client using it)."""
+    if request.param == "aiohttp":
+        return anthropic.DefaultAioHttpClient()
+    return anthropic.DefaultAsyncHttpxClient()
+
+
+@pytest.fixture
+async def anthropic_client(
+    simulator: SimulatorHandle, http_client: httpx2.AsyncClient
+) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    client = anthropic.AsyncAnthropic(
+        api_key=simulator.api_key,
+        base_url=simulator.base_url,
+        max_retries=2,
+        http_client=http_client,
+    )
+    yield client
+    await client.close()
 
 
 # -- The reference: the accumulation the client used before (the SDK's helper) -------
@@ -401,8 +425,12 @@ class CannedServer:
 
 
 @pytest.fixture
-async def canned_client() -> AsyncIterator[anthropic.AsyncAnthropic]:
-    client = anthropic.AsyncAnthropic(api_key="canned", base_url="http://unused", max_retries=0)
+async def canned_client(
+    http_client: httpx2.AsyncClient,
+) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    client = anthropic.AsyncAnthropic(
+        api_key="canned", base_url="http://unused", max_retries=0, http_client=http_client
+    )
     yield client
     await client.close()
 
