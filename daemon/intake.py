@@ -7,8 +7,9 @@ other daemon). A session is read:
   before and never acknowledged, once, page by page from the oldest, then new ones;
 - when its doorbell rings: every sender publishes the session id right after its XADD;
 - by a sweep every few seconds, which covers doorbells missed while the Pub/Sub
-  connection was down. That connection is made again with backoff when it fails, and
-  also when it stops answering PINGs: one dropped without a reset would never fail.
+  connection was down (a page of sessions per round trip, never all at once). That
+  connection is made again with backoff when it fails, and also when it stops
+  answering PINGs: one dropped without a reset would never fail.
 Reads of one session never overlap; a wake-up during a read makes it read again.
 
 Nothing in an entry can stop delivery: bytes that are not UTF-8, bad numbers, missing,
@@ -39,6 +40,9 @@ PAGE = 100
 READERS = 8
 #: Every owned session is read this often even if no doorbell rang.
 SWEEP_S = 2.0
+#: Sessions whose stream tops the sweep asks for per round trip: a thousand in one
+#: pipeline held the loop for 10-50 ms, and a nudge arriving meanwhile waited that long.
+SWEEP_PAGE = 50
 #: The doorbell connection, lost, is made again after this long, doubling up to the max
 #: while it keeps failing (the sweep reads every session meanwhile).
 RETRY_MIN_S = 0.5
@@ -157,21 +161,26 @@ class NudgeIntake:
                 await pubsub.aclose()
 
     async def _sweep(self) -> None:
-        """Read the sessions whose stream has entries past what was read (one round trip
-        for all), in case their doorbell was missed."""
+        """Read the sessions whose stream has entries past what was read, in case their
+        doorbell was missed; `SWEEP_PAGE` sessions per round trip, so that the loop is
+        never held long."""
         while True:
             await asyncio.sleep(SWEEP_S)
             sids = list(self._owned())
             try:
-                tops = await self._store.stream_tops(sids)
+                for first in range(0, len(sids), SWEEP_PAGE):
+                    self._woken_if_behind(
+                        await self._store.stream_tops(sids[first : first + SWEEP_PAGE])
+                    )
             except (RedisError, OSError) as exc:
                 raise_if_cancelled()
                 log.warning("intake.sweep_failed error=%s", exc)
-                continue
-            for sid, top in tops.items():
-                if top is not None and _after(top, self._read_up_to.get(sid, "0-0")):
-                    self._read_up_to[sid] = top  # the read gets at least this far
-                    self.wake(sid)
+
+    def _woken_if_behind(self, tops: dict[str, str | None]) -> None:
+        for sid, top in tops.items():
+            if top is not None and _after(top, self._read_up_to.get(sid, "0-0")):
+                self._read_up_to[sid] = top  # the read gets at least this far
+                self.wake(sid)
 
     async def _read(self, sid: str) -> None:
         try:
