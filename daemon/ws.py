@@ -21,7 +21,9 @@ from fastapi import FastAPI, WebSocket
 from pydantic import JsonValue, ValidationError
 from redis.exceptions import RedisError
 from uvicorn._types import ASGISendEvent
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
 
 from daemon.commands import execute
 from daemon.errors import CommandError
@@ -73,18 +75,55 @@ class TokenBucket:
 
 
 class DenyingWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websocket protocol, with a denial response counted as a finished handshake.
+    """uvicorn's websocket protocol, with two changes.
 
-    The guard refuses a handshake with a real HTTP response (`websocket.http.response`).
-    uvicorn writes it but leaves `handshake_complete` unset, so every refusal also
-    logged "ASGI callable returned without completing handshake" at ERROR
-    (Kludex/uvicorn#3138; uvicorn's wsproto protocol already counts it as complete).
+    - A denial response counts as a finished handshake. The guard refuses a handshake
+      with a real HTTP response (`websocket.http.response`). uvicorn writes it but
+      leaves `handshake_complete` unset, so every refusal also logged "ASGI callable
+      returned without completing handshake" at ERROR (Kludex/uvicorn#3138; uvicorn's
+      wsproto protocol already counts it as complete).
+    - Messages sent in one turn of the loop leave in one socket write. uvicorn writes
+      each message as it is sent; a writer task drains its subscriber's whole queue in
+      one turn, so a commit of ten frames to ten subscribers was a hundred writes (a
+      system call each, most of the fan-out's CPU) and is now ten. The frames wait in
+      the websocket connection's buffer, where a close or a pong written meanwhile
+      finds them and sends them first, so the order on the wire is kept.
     """
 
+    _flush_scheduled = False
+
     async def send(self, message: ASGISendEvent) -> None:
+        if message["type"] == "websocket.send" and self._sends_data():
+            await self.writable.wait()  # uvicorn's flow control: the socket's buffer is full
+            if self.disconnected:
+                raise ClientDisconnected()
+            if self._sends_data():
+                self._buffer(message.get("text"), message.get("bytes"))
+                return
         await super().send(message)
         if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
             self.handshake_complete = True
+
+    def _sends_data(self) -> bool:
+        return self.handshake_complete and not self.close_sent and self.initial_response is None
+
+    def _buffer(self, text: str | None, data: bytes | None) -> None:
+        try:
+            if data is not None:
+                self.conn.send_binary(data)
+            elif text is not None:
+                self.conn.send_text(text.encode())
+        except InvalidState:
+            raise ClientDisconnected() from None
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        output = self.conn.data_to_send()
+        if output and not self.transport.is_closing():
+            self.transport.write(b"".join(output))
 
 
 def mount(app: FastAPI, supervisor: Supervisor, hub: Hub, redis: RedisMonitor) -> None:
