@@ -13,7 +13,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import secrets
 from pathlib import Path
 
 from daemon.paths import DAEMON_FILE
@@ -70,6 +69,8 @@ def daemon_id(home: Path) -> str:
         return path.read_text().strip()
     except FileNotFoundError:
         pass
+    import secrets  # here: with hashlib it costs the CLI, which checks the lock, ~8 ms
+
     new = f"d-{secrets.token_hex(4)}"
     path.write_text(new + "\n")
     return new
