@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import _socket
 
+from daemon.resp import tcp_connect
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -125,7 +127,7 @@ def request(
     """Send one request; the response, its headers read (the caller closes it).
     `target` is the path and query, already quoted; `timeout` applies to each connect,
     send and receive (None: wait for ever, for a followed stream)."""
-    sock = _connect(host, port, timeout)
+    sock = tcp_connect(host, port, timeout)
     try:
         authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         lines = [f"{method} {target} HTTP/1.1", f"Host: {authority}", "Connection: close"]
@@ -137,21 +139,3 @@ def request(
     except BaseException:
         sock.close()
         raise
-
-
-def _connect(host: str, port: int, timeout: float | None) -> _socket.socket:
-    """`socket.create_connection` without the `socket` module (as `daemon.resp`)."""
-    error: OSError = OSError(f"no address for {host}")
-    # An ASCII host as bytes: as text, getaddrinfo imports the idna codec (~2 ms).
-    name = host.encode() if host.isascii() else host
-    for family, kind, proto, _, address in _socket.getaddrinfo(name, port, 0, _socket.SOCK_STREAM):
-        sock = _socket.socket(family, kind, proto)
-        try:
-            sock.settimeout(timeout)
-            sock.connect(address)
-        except OSError as exc:
-            sock.close()
-            error = exc
-            continue
-        return sock
-    raise error
