@@ -89,6 +89,10 @@ class MessageAccumulator:
 
     def __init__(self, *, trailing_strings: bool = False) -> None:
         self.message: dict[str, Any] | None = None
+        #: `message_start`'s usage as it came (`message` has it updated at the end).
+        self.started_usage: dict[str, Any] | None = None
+        #: Characters of text, thinking and tool input streamed so far.
+        self.streamed_chars = 0
         self.stopped = False
         self._pieces: dict[int, list[str]] = {}
         # With fine-grained tool streaming the SDK keeps a cut-off last string.
@@ -102,6 +106,7 @@ class MessageAccumulator:
             if kind != "message_start":
                 raise IncompleteStream(f"{kind} event before message_start")
             self.message = event["message"]
+            self.started_usage = dict(self.message["usage"])
             return None
         if kind == "content_block_start":
             self.message["content"].append(event["content_block"])
@@ -129,12 +134,12 @@ class MessageAccumulator:
         # As in the SDK, a delta that does not fit its block is ignored.
         if kind == "text_delta" and target == "text":
             text: str = delta["text"]
-            self._pieces.setdefault(index, []).append(text)
+            self._piece(index, text)
             return text
         if kind == "input_json_delta" and target in _TOOL_INPUT_BLOCKS:
-            self._pieces.setdefault(index, []).append(delta["partial_json"])
+            self._piece(index, delta["partial_json"])
         elif kind == "thinking_delta" and target == "thinking":
-            self._pieces.setdefault(index, []).append(delta["thinking"])
+            self._piece(index, delta["thinking"])
         elif kind == "signature_delta" and target == "thinking":
             block["signature"] = delta["signature"]
         elif kind == "citations_delta" and target == "text":
@@ -143,6 +148,10 @@ class MessageAccumulator:
             block["content"] = delta.get("content")
             block["encrypted_content"] = delta.get("encrypted_content")
         return None
+
+    def _piece(self, index: int, piece: str) -> None:
+        self._pieces.setdefault(index, []).append(piece)
+        self.streamed_chars += len(piece)
 
     def _close(self, index: int) -> None:
         pieces = self._pieces.pop(index, None)

@@ -31,51 +31,33 @@ TextSink = Callable[[str], None]
 #: Characters per output token when estimating a cut stream's output (the usual rule
 #: for English text on the API's tokenizer; the simulator streams exactly 4).
 CHARS_PER_TOKEN = 4
-#: Which field of each content_block_delta carries streamed output.
-_DELTA_TEXT = {
-    "text_delta": "text",
-    "input_json_delta": "partial_json",
-    "thinking_delta": "thinking",
-}
 #: The beta under which the SDK keeps a tool input's cut-off last string.
 _FINE_GRAINED_TOOL_STREAMING = "fine-grained-tool-streaming-2025-05-14"
 
 
 @dataclass(slots=True)
 class StreamProgress:
-    """What a streaming request had reported when it ended: `message_start`'s usage
-    (input and cache figures are final there) and the output characters streamed
-    since. The final output count comes only with `message_delta`, at the end, so a
-    cancelled stream's output is estimated from the characters it streamed."""
+    """What a streaming request had reported when it ended, read off its stream:
+    `message_start`'s usage (input and cache figures are final there) and the output
+    characters streamed since. The final output count comes only with `message_delta`,
+    at the end, so a cancelled stream's output is estimated from the characters it
+    streamed."""
 
-    started: PartialUsage | None = None
-    streamed_chars: int = 0
-
-    def on_event(self, event: dict[str, Any]) -> None:
-        """Take one raw stream event (its JSON)."""
-        kind = event["type"]
-        if kind == "content_block_delta":
-            delta = event["delta"]
-            field = _DELTA_TEXT.get(delta["type"])
-            if field is not None:
-                self.streamed_chars += len(delta.get(field) or "")
-        elif kind == "message_start":
-            usage = event["message"]["usage"]
-            self.started = PartialUsage(
-                usage=_usage_of(usage), cache_write_1h_tokens=_cache_write_1h(usage)
-            )
+    stream: MessageAccumulator | None = None
 
     def consumed(self) -> PartialUsage | None:
         """The usage so far: None before `message_start`; the output is the streamed
         characters over `CHARS_PER_TOKEN`, rounded up (at least what message_start said)."""
-        if self.started is None:
+        stream = self.stream
+        if stream is None or stream.started_usage is None:
             return None
-        usage = self.started.usage
-        streamed = math.ceil(self.streamed_chars / CHARS_PER_TOKEN)
+        started = stream.started_usage
+        usage = _usage_of(started)
+        streamed = math.ceil(stream.streamed_chars / CHARS_PER_TOKEN)
         output = max(usage.output_tokens, streamed)
         return PartialUsage(
             usage=usage.model_copy(update={"output_tokens": output}),
-            cache_write_1h_tokens=self.started.cache_write_1h_tokens,
+            cache_write_1h_tokens=_cache_write_1h(started),
         )
 
 
@@ -117,6 +99,8 @@ class AnthropicModelClient:
         message = MessageAccumulator(
             trailing_strings=bool(betas) and _FINE_GRAINED_TOOL_STREAMING in betas
         )
+        if progress is not None:
+            progress.stream = message
         try:
             # The status errors (after the SDK's retries) are raised on entering.
             opened = (
@@ -129,8 +113,6 @@ class AnthropicModelClient:
             async with opened as response:
                 async for event in stream_events(response.iter_bytes()):
                     text = message.add(event)
-                    if progress is not None:
-                        progress.on_event(event)
                     if text is not None and on_text is not None:
                         on_text(text)
             final = message.final()
